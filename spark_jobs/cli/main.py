@@ -1,0 +1,55 @@
+"""Entry point of the ``recsys`` console script.
+
+Each command module exposes ``register(subparsers)``; handlers take the parsed arguments and
+return an exit code. Errors a user can act on (``RecsysError``) print one line and a hint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from spark_jobs.common.errors import RecsysError
+
+# Command modules, in the order `recsys --help` lists them.
+COMMAND_MODULES = (
+    "spark_jobs.cli.stack",
+    "spark_jobs.cli.produce",
+    "spark_jobs.cli.ingest",
+    "spark_jobs.cli.sql",
+    "spark_jobs.cli.bench",
+    "spark_jobs.cli.demo",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="recsys",
+        description="Real-time content recommendation lakehouse (Kafka, Spark, Delta, MLflow).",
+        epilog="Configuration: RECSYS_ENV=local|cluster, recsys.toml, RECSYS_* variables (see README).",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module_name in COMMAND_MODULES:
+        importlib.import_module(module_name).register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except RecsysError as err:
+        print(f"error: {err}", file=sys.stderr)
+        if err.hint:
+            print(f"hint: {err.hint}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

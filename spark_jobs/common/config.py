@@ -1,0 +1,299 @@
+"""One typed configuration, chosen by environment.
+
+Resolution order (later wins):
+
+1. the profile's defaults in ``PROFILES`` (``local`` unless ``RECSYS_ENV`` says ``cluster``);
+2. the profile's table in a TOML file (``RECSYS_CONFIG``, else ``recsys.toml`` in the project root),
+   e.g. ``[cluster.kafka] bootstrap_servers = "broker-1:9092"``;
+3. environment variables ``RECSYS_<FIELD>`` for top-level fields and ``RECSYS_<SECTION>__<FIELD>``
+   for sections (``RECSYS_KAFKA__BOOTSTRAP_SERVERS``), plus the short forms in ``ENV_ALIASES``;
+4. explicit ``overrides`` (tests, benchmarks).
+
+Profiles are data, not branches in code: the jobs read the same fields in every environment.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from spark_jobs.common import names
+from spark_jobs.common.errors import ConfigError
+
+ENVIRONMENTS = ("local", "cluster")
+
+
+@dataclass(frozen=True)
+class KafkaSettings:
+    """Where events come from. ``broker_*`` fields only matter for the local broker."""
+
+    bootstrap_servers: str = "localhost:9092"
+    topic: str = names.TOPIC_EVENTS
+    partitions: int = 4
+    replication_factor: int = 1
+    starting_offsets: str = "earliest"
+    max_offsets_per_trigger: int = 200_000
+    security_protocol: str = "PLAINTEXT"
+    broker_port: int = 9092
+    controller_port: int = 9093
+    broker_heap: str = "512m"
+
+
+@dataclass(frozen=True)
+class SparkSettings:
+    """How sessions are built. ``master = ""`` leaves the master to spark-submit or the cluster."""
+
+    master: str = "local[*]"
+    app_name: str = "recsys"
+    shuffle_partitions: int = 4
+    driver_memory: str = "4g"
+    # Resolve Delta and the Kafka connector from Maven Central; off where the platform ships them.
+    resolve_packages: bool = True
+    # "embedded": tables are registered by location at session start (no metastore process, so
+    # any number of local sessions see them at once); "external": the platform's metastore holds them.
+    catalog: str = "embedded"
+    ui_enabled: bool = True
+    log_level: str = "WARN"
+
+
+@dataclass(frozen=True)
+class IngestSettings:
+    """Validation limits and trigger of the ingest stream."""
+
+    trigger_interval: str = "2 seconds"
+    max_event_bytes: int = 16_384
+    max_id_length: int = 128
+    max_future_skew_hours: float = 24.0
+    dedup_horizon_hours: int = 72
+
+
+@dataclass(frozen=True)
+class MlflowSettings:
+    """Tracking and registry. Empty URIs mean "derive from the lakehouse root" (SQLite + files)."""
+
+    tracking_uri: str = ""
+    artifact_root: str = ""
+    experiment: str = "recsys"
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything a job needs to know about where things are. Immutable; build with ``load_config``."""
+
+    env: str = "local"
+    lakehouse_root: str = ""
+    checkpoint_root: str = ""
+    database: str = names.DATABASE
+    kafka: KafkaSettings = field(default_factory=KafkaSettings)
+    spark: SparkSettings = field(default_factory=SparkSettings)
+    ingest: IngestSettings = field(default_factory=IngestSettings)
+    mlflow: MlflowSettings = field(default_factory=MlflowSettings)
+
+    def table_path(self, table: str) -> str:
+        """Storage location of a Delta table of ``names``."""
+        return f"{self.lakehouse_root}/tables/{table}"
+
+    def checkpoint(self, query: str) -> str:
+        """Checkpoint folder of one streaming query; one per query, never shared."""
+        return f"{self.checkpoint_root}/{query}"
+
+    def table(self, table: str) -> str:
+        """Qualified table name, ``recsys.events``."""
+        return names.qualified(table, self.database)
+
+    @property
+    def stack_dir(self) -> Path:
+        """State of the local stack (broker data, logs, pid files). Local profile only."""
+        return Path(self.lakehouse_root) / "_stack"
+
+    @property
+    def warehouse_dir(self) -> str:
+        return f"{self.lakehouse_root}/warehouse"
+
+    @property
+    def tracking_uri(self) -> str:
+        return self.mlflow.tracking_uri or f"sqlite:///{self.lakehouse_root}/mlflow.db"
+
+    @property
+    def artifact_root(self) -> str:
+        return self.mlflow.artifact_root or f"{self.lakehouse_root}/mlruns"
+
+
+def project_root() -> Path:
+    """The repository root when the package is installed in editable mode, else the cwd."""
+    candidate = Path(__file__).resolve().parents[2]
+    if (candidate / "setup.cfg").is_file() and (candidate / "spark_jobs").is_dir():
+        return candidate
+    return Path.cwd()
+
+
+PROFILES: dict[str, dict[str, Any]] = {
+    "local": {},
+    "cluster": {
+        # Clusters bring their own master, metastore and jars; the root is a cloud path.
+        "spark": {
+            "master": "",
+            "shuffle_partitions": 200,
+            "resolve_packages": False,
+            "catalog": "external",
+        },
+        "kafka": {"partitions": 24, "replication_factor": 3, "max_offsets_per_trigger": 2_000_000},
+        "ingest": {"trigger_interval": "10 seconds"},
+    },
+}
+
+ENV_ALIASES = {
+    "RECSYS_HOME": ("lakehouse_root",),
+    "RECSYS_KAFKA_BOOTSTRAP": ("kafka", "bootstrap_servers"),
+    "RECSYS_SPARK_MASTER": ("spark", "master"),
+    "MLFLOW_TRACKING_URI": ("mlflow", "tracking_uri"),
+}
+
+def load_config(
+    env: str | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Config:
+    """Build the configuration for ``env`` (default ``RECSYS_ENV`` or ``local``).
+
+    ``overrides`` uses the TOML shape: ``{"kafka": {"topic": "t"}, "lakehouse_root": "/x"}``.
+    Raises ``ConfigError`` naming the offending key and value.
+    """
+    environ = os.environ if environ is None else environ
+    env = env or environ.get("RECSYS_ENV", "local")
+    if env not in ENVIRONMENTS:
+        raise ConfigError(
+            f"unknown environment {env!r}", hint=f"set RECSYS_ENV to one of {', '.join(ENVIRONMENTS)}"
+        )
+    layers: list[Mapping[str, Any]] = [PROFILES[env], _file_layer(env, environ), _env_layer(environ)]
+    if overrides:
+        layers.append(overrides)
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        _deep_merge(merged, layer)
+    merged["env"] = env
+    config = _build(Config, merged, prefix="")
+    return _with_derived_paths(config)
+
+
+@cache
+def get_config() -> Config:
+    """The process-wide configuration from the environment (cached)."""
+    return load_config()
+
+
+def _with_derived_paths(config: Config) -> Config:
+    root = config.lakehouse_root or str(project_root() / "lakehouse")
+    if "://" not in root and not root.startswith("dbfs:"):
+        root = str(Path(root).expanduser().resolve())
+    checkpoints = config.checkpoint_root or f"{root}/_checkpoints"
+    return dataclasses.replace(config, lakehouse_root=root, checkpoint_root=checkpoints)
+
+
+def _file_layer(env: str, environ: Mapping[str, str]) -> Mapping[str, Any]:
+    explicit = environ.get("RECSYS_CONFIG")
+    path = Path(explicit) if explicit else project_root() / "recsys.toml"
+    if not path.is_file():
+        if explicit:
+            raise ConfigError(f"config file {path} does not exist", hint="fix or unset RECSYS_CONFIG")
+        return {}
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"config file {path} is not valid TOML: {err}") from err
+    unknown = set(data) - set(ENVIRONMENTS)
+    if unknown:
+        raise ConfigError(
+            f"config file {path} has unknown top-level tables {sorted(unknown)}",
+            hint=f"put settings under [{'] or ['.join(ENVIRONMENTS)}]",
+        )
+    return data.get(env, {})
+
+
+def _env_layer(environ: Mapping[str, str]) -> dict[str, Any]:
+    layer: dict[str, Any] = {}
+    for key, raw in environ.items():
+        if key in ENV_ALIASES:
+            path = ENV_ALIASES[key]
+        elif key.startswith("RECSYS_") and key not in ("RECSYS_ENV", "RECSYS_CONFIG"):
+            path = tuple(part.lower() for part in key.removeprefix("RECSYS_").split("__"))
+        else:
+            continue
+        node = layer
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = raw
+    return layer
+
+
+def _deep_merge(target: dict[str, Any], layer: Mapping[str, Any]) -> None:
+    for key, value in layer.items():
+        if isinstance(value, Mapping):
+            _deep_merge(target.setdefault(key, {}), value)
+        else:
+            target[key] = value
+
+
+def _build(cls: type, values: Mapping[str, Any], prefix: str) -> Any:
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(values) - set(known)
+    if unknown:
+        where = prefix.rstrip(".") or "top level"
+        raise ConfigError(
+            f"unknown config key(s) {sorted(prefix + k for k in unknown)} ({where})",
+            hint=f"known keys there: {', '.join(sorted(known))}",
+        )
+    hints = typing.get_type_hints(cls)
+    kwargs: dict[str, Any] = {}
+    for name, value in values.items():
+        kind = hints[name]
+        if dataclasses.is_dataclass(kind):
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"config key {prefix}{name} must be a table of settings")
+            kwargs[name] = _build(kind, value, prefix=f"{prefix}{name}.")  # type: ignore[arg-type]
+        else:
+            kwargs[name] = _coerce(f"{prefix}{name}", value, kind)
+    built = cls(**kwargs)
+    _validate(built, prefix)
+    return built
+
+
+def _coerce(key: str, value: Any, kind: Any) -> Any:
+    if isinstance(kind, types.UnionType):
+        kind = next(arg for arg in typing.get_args(kind) if arg is not type(None))
+    try:
+        if kind is bool:
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if kind is int and isinstance(value, float) and not value.is_integer():
+            raise ValueError
+        return kind(value)
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"config key {key} = {value!r} is not a valid {kind.__name__}"
+        ) from None
+
+
+def _validate(section: Any, prefix: str) -> None:
+    for f in dataclasses.fields(section):
+        value = getattr(section, f.name)
+        if isinstance(value, int) and not isinstance(value, bool) and value < 0:
+            raise ConfigError(f"config key {prefix}{f.name} = {value} must not be negative")
+    if isinstance(section, SparkSettings) and section.catalog not in ("embedded", "external"):
+        raise ConfigError(f"config key {prefix}catalog = {section.catalog!r}: use embedded or external")
+    if isinstance(section, KafkaSettings) and section.partitions < 1:
+        raise ConfigError(f"config key {prefix}partitions must be at least 1")

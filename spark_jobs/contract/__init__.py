@@ -1,0 +1,1 @@
+"""The event contract shared by producers and the ingest stream."""
