@@ -39,11 +39,11 @@ REASON_UNKNOWN_EVENT_TYPE = "unknown_event_type"
 REASON_FUTURE_TS = "future_event_ts"
 REASON_SEPARATOR = "; "
 
-UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+# Patterns are unanchored: each validator anchors them to the whole string in its own dialect
+# (Python ``re.fullmatch``, Java ``^(?:...)\z``), because ``$`` accepts a trailing newline in both.
+UUID_PATTERN = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 # ISO-8601 date-time *with* a zone; second fractions up to microseconds (Spark's precision).
-ISO_TS_PATTERN = (
-    r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:\d{2})$"
-)
+ISO_TS_PATTERN = r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:\d{2})"
 
 
 @dataclass(frozen=True)
@@ -101,8 +101,8 @@ def validate_event(raw: str | bytes | dict[str, Any], reference_ms: int, limits:
         if len(data) > limits.max_event_bytes:
             return [REASON_OVERSIZED]
         try:
-            obj = json.loads(data)
-        except (UnicodeDecodeError, json.JSONDecodeError):
+            obj = json.loads(data, parse_constant=_reject, object_pairs_hook=_unique_keys)
+        except (UnicodeDecodeError, ValueError):
             return [REASON_INVALID_JSON]
     if not isinstance(obj, dict):
         return [REASON_NOT_OBJECT]
@@ -134,7 +134,7 @@ def event_ts_millis(value: Any) -> int | None:
     """Epoch milliseconds of a contract timestamp (ISO string with zone or epoch ms), else None."""
     if _is_int(value):
         return int(value)
-    if isinstance(value, str) and re.match(ISO_TS_PATTERN, value):
+    if isinstance(value, str) and re.fullmatch(ISO_TS_PATTERN, value, re.ASCII):
         try:
             parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
         except ValueError:
@@ -151,7 +151,7 @@ def _check(spec: FieldSpec, value: Any, dotted: str, limits: Limits) -> list[str
     if spec.kind == "string":
         if spec.max_length and len(value) > limits.max_id_length:
             return [REASON_TOO_LONG.format(field=dotted)]
-        if spec.pattern and not re.match(spec.pattern, value):
+        if spec.pattern and not re.fullmatch(spec.pattern, value, re.ASCII):
             return [REASON_INVALID_FORMAT.format(field=dotted)]
         if spec.choices and value not in spec.choices:
             if spec.name == names.EVENT_TYPE:
@@ -168,6 +168,19 @@ def _check(spec: FieldSpec, value: Any, dotted: str, limits: Limits) -> list[str
     ):
         return [REASON_OUT_OF_RANGE.format(field=dotted)]
     return []
+
+
+def _reject(constant: str) -> Any:
+    """NaN and Infinity are not JSON (RFC 8259); Python accepts them, Spark does not."""
+    raise ValueError(f"{constant} is not valid JSON")
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """Duplicate keys make a record ambiguous; Spark's parser rejects them, so do we."""
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        raise ValueError("duplicate key")
+    return obj
 
 
 def _is_int(value: Any) -> bool:

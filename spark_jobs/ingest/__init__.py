@@ -1,0 +1,1 @@
+"""Kafka -> bronze (raw + coordinates) -> silver (validated, typed, deduplicated) + quarantine."""

@@ -1,0 +1,81 @@
+"""Named ``foreachBatch`` sinks of the ingest streams; every one is safe to replay.
+
+A micro-batch can run twice (a crash after the write, before the checkpoint commit). Bronze and
+quarantine are append-only logs keyed by Kafka coordinates: they use Delta's idempotent
+transactional appends (``txnAppId`` = table + query id, ``txnVersion`` = batch id), so a replay
+is skipped. Silver is keyed by ``event_id``: an insert-only MERGE both drops duplicates of
+earlier events and makes a replay a no-op.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from math import ceil
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from spark_jobs.common import names
+from spark_jobs.common.config import Config
+from spark_jobs.common.delta import idempotent_append, query_id
+from spark_jobs.contract.events import Limits
+from spark_jobs.ingest.transforms import to_quarantine, to_silver
+from spark_jobs.ingest.validate import validate_records
+
+
+def append_bronze_batch(batch: DataFrame, batch_id: int, *, config: Config) -> None:
+    """foreachBatch sink of the Kafka -> bronze stream."""
+    spark = batch.sparkSession
+    app_id = f"{names.EVENTS_BRONZE}:{query_id(spark, config.checkpoint(names.QUERY_BRONZE))}"
+    idempotent_append(batch, config.table_path(names.EVENTS_BRONZE), app_id, batch_id)
+
+
+def upsert_silver_batch(batch: DataFrame, batch_id: int, *, config: Config) -> None:
+    """foreachBatch sink of the bronze -> silver stream: validate, then MERGE and quarantine.
+
+    Both writes are idempotent, so a crash between them is repaired by the replay.
+    """
+    spark = batch.sparkSession
+    validated = validate_records(batch, limits_from(config)).persist()
+    try:
+        merge_new_events(spark, config, to_silver(validated))
+        app_id = f"{names.EVENTS_QUARANTINE}:{query_id(spark, config.checkpoint(names.QUERY_SILVER))}"
+        idempotent_append(
+            to_quarantine(validated), config.table_path(names.EVENTS_QUARANTINE), app_id, batch_id
+        )
+    finally:
+        validated.unpersist()
+
+
+def merge_new_events(spark: SparkSession, config: Config, events: DataFrame) -> None:
+    """Insert events whose ``event_id`` is not in silver yet (insert-only MERGE).
+
+    The lookup is bounded to the dedup horizon before the batch's earliest event date, which
+    lets Delta prune old ``event_date`` partitions: a copy of an event carries the same event
+    time, so it always falls inside the horizon.
+    """
+    from delta.tables import DeltaTable
+
+    earliest = events.agg(F.min(names.EVENT_DATE)).first()[0]
+    if earliest is None:
+        return
+    lower = earliest - timedelta(days=ceil(config.ingest.dedup_horizon_hours / 24))
+    (
+        DeltaTable.forPath(spark, config.table_path(names.EVENTS))
+        .alias("t")
+        .merge(
+            events.alias("s"),
+            f"t.{names.EVENT_ID} = s.{names.EVENT_ID} AND t.{names.EVENT_DATE} >= DATE'{lower.isoformat()}'",
+        )
+        .whenNotMatchedInsertAll()
+        .execute()
+    )
+
+
+def limits_from(config: Config) -> Limits:
+    """The contract limits an operator configured for this deployment."""
+    return Limits(
+        max_event_bytes=config.ingest.max_event_bytes,
+        max_id_length=config.ingest.max_id_length,
+        max_future_skew_ms=int(config.ingest.max_future_skew_hours * 3600 * 1000),
+    )
