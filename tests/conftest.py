@@ -76,5 +76,33 @@ def kafka(config: Config) -> Iterator[Config]:
 @pytest.fixture(scope="session")
 def movielens_dir() -> Path:
     if not (MOVIELENS_DIR / "u.data").is_file():
-        pytest.fail(f"MovieLens 100k not found at {MOVIELENS_DIR}: ../shared/data must sit beside the clone")
+        pytest.fail(
+            f"MovieLens 100k not found at {MOVIELENS_DIR}: ../shared/data must sit beside the clone"
+        )
     return MOVIELENS_DIR
+
+
+@pytest.fixture()
+def fresh_lakehouse(
+    spark, config: Config, tmp_path: Path, request: pytest.FixtureRequest
+) -> Config:
+    """A config with its own lakehouse root and Kafka topic, and the catalog pointed at it.
+
+    Tests that write tables get a clean slate without a new SparkSession.
+    """
+    import dataclasses
+
+    from spark_jobs.common import names
+    from spark_jobs.common.spark import register_tables
+
+    topic = "t." + request.node.name.replace("[", "_").replace("]", "")[:60]
+    isolated = dataclasses.replace(
+        config,
+        lakehouse_root=str(tmp_path / "lakehouse"),
+        checkpoint_root=str(tmp_path / "lakehouse" / "_checkpoints"),
+        kafka=dataclasses.replace(config.kafka, topic=topic),
+    )
+    for table in names.ALL_TABLES:
+        spark.sql(f"DROP TABLE IF EXISTS {isolated.table(table)}")
+    register_tables(spark, isolated)
+    return isolated

@@ -33,9 +33,12 @@ ENVIRONMENTS = ("local", "cluster")
 
 @dataclass(frozen=True)
 class KafkaSettings:
-    """Where events come from. ``broker_*`` fields only matter for the local broker."""
+    """Where events come from. ``broker_*`` fields only matter for the local broker.
 
-    bootstrap_servers: str = "localhost:9092"
+    An empty ``bootstrap_servers`` means the local broker: ``localhost:<broker_port>``.
+    """
+
+    bootstrap_servers: str = ""
     topic: str = names.TOPIC_EVENTS
     partitions: int = 4
     replication_factor: int = 1
@@ -157,6 +160,7 @@ ENV_ALIASES = {
     "MLFLOW_TRACKING_URI": ("mlflow", "tracking_uri"),
 }
 
+
 def load_config(
     env: str | None = None,
     overrides: Mapping[str, Any] | None = None,
@@ -171,9 +175,14 @@ def load_config(
     env = env or environ.get("RECSYS_ENV", "local")
     if env not in ENVIRONMENTS:
         raise ConfigError(
-            f"unknown environment {env!r}", hint=f"set RECSYS_ENV to one of {', '.join(ENVIRONMENTS)}"
+            f"unknown environment {env!r}",
+            hint=f"set RECSYS_ENV to one of {', '.join(ENVIRONMENTS)}",
         )
-    layers: list[Mapping[str, Any]] = [PROFILES[env], _file_layer(env, environ), _env_layer(environ)]
+    layers: list[Mapping[str, Any]] = [
+        PROFILES[env],
+        _file_layer(env, environ),
+        _env_layer(environ),
+    ]
     if overrides:
         layers.append(overrides)
     merged: dict[str, Any] = {}
@@ -195,7 +204,12 @@ def _with_derived_paths(config: Config) -> Config:
     if "://" not in root and not root.startswith("dbfs:"):
         root = str(Path(root).expanduser().resolve())
     checkpoints = config.checkpoint_root or f"{root}/_checkpoints"
-    return dataclasses.replace(config, lakehouse_root=root, checkpoint_root=checkpoints)
+    kafka = config.kafka
+    if not kafka.bootstrap_servers:
+        kafka = dataclasses.replace(kafka, bootstrap_servers=f"localhost:{kafka.broker_port}")
+    return dataclasses.replace(
+        config, lakehouse_root=root, checkpoint_root=checkpoints, kafka=kafka
+    )
 
 
 def _file_layer(env: str, environ: Mapping[str, str]) -> Mapping[str, Any]:
@@ -203,7 +217,9 @@ def _file_layer(env: str, environ: Mapping[str, str]) -> Mapping[str, Any]:
     path = Path(explicit) if explicit else project_root() / "recsys.toml"
     if not path.is_file():
         if explicit:
-            raise ConfigError(f"config file {path} does not exist", hint="fix or unset RECSYS_CONFIG")
+            raise ConfigError(
+                f"config file {path} does not exist", hint="fix or unset RECSYS_CONFIG"
+            )
         return {}
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -283,9 +299,7 @@ def _coerce(key: str, value: Any, kind: Any) -> Any:
             raise ValueError
         return kind(value)
     except (TypeError, ValueError):
-        raise ConfigError(
-            f"config key {key} = {value!r} is not a valid {kind.__name__}"
-        ) from None
+        raise ConfigError(f"config key {key} = {value!r} is not a valid {kind.__name__}") from None
 
 
 def _validate(section: Any, prefix: str) -> None:
@@ -294,6 +308,8 @@ def _validate(section: Any, prefix: str) -> None:
         if isinstance(value, int) and not isinstance(value, bool) and value < 0:
             raise ConfigError(f"config key {prefix}{f.name} = {value} must not be negative")
     if isinstance(section, SparkSettings) and section.catalog not in ("embedded", "external"):
-        raise ConfigError(f"config key {prefix}catalog = {section.catalog!r}: use embedded or external")
+        raise ConfigError(
+            f"config key {prefix}catalog = {section.catalog!r}: use embedded or external"
+        )
     if isinstance(section, KafkaSettings) and section.partitions < 1:
         raise ConfigError(f"config key {prefix}partitions must be at least 1")

@@ -23,7 +23,7 @@ def render_table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> st
     widths = [len(h) for h in headers]
     for row in text_rows:
         widths = [max(w, len(v)) for w, v in zip(widths, row, strict=True)]
-    line = "+".join("-" * (w + 2) for w in widths)
+    line = "-+-".join("-" * w for w in widths)
     out = [" | ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)), line]
     out += [" | ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in text_rows]
     return "\n".join(out)

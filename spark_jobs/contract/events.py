@@ -88,12 +88,15 @@ class Limits:
     max_future_skew_ms: int = 24 * 3600 * 1000
 
 
-def validate_event(raw: str | bytes | dict[str, Any], reference_ms: int, limits: Limits = Limits()) -> list[str]:
+def validate_event(
+    raw: str | bytes | dict[str, Any], reference_ms: int, limits: Limits = Limits()
+) -> list[str]:
     """Return the reasons ``raw`` breaks the contract; an empty list means it is valid.
 
     ``reference_ms`` is the time the record is judged against for "too far in the future"
     (the producer's send time; on the stream, the Kafka record timestamp).
     """
+    limits = limits or Limits()
     if isinstance(raw, dict):
         obj: Any = raw
     else:

@@ -94,7 +94,9 @@ def start_silver(
     return _with_trigger(writer, config, once).start()
 
 
-def run_once(spark: SparkSession, config: Config, on_progress: Callable[[str], None] | None = None) -> TableCounts:
+def run_once(
+    spark: SparkSession, config: Config, on_progress: Callable[[str], None] | None = None
+) -> TableCounts:
     """Drain Kafka into bronze, then bronze into silver/quarantine, and return the counts."""
     for start in (start_bronze, start_silver):
         query = start(spark, config, once=True)
@@ -102,7 +104,9 @@ def run_once(spark: SparkSession, config: Config, on_progress: Callable[[str], N
     return table_counts(spark, config)
 
 
-def run_continuous(spark: SparkSession, config: Config, on_progress: Callable[[str], None] | None = None) -> None:
+def run_continuous(
+    spark: SparkSession, config: Config, on_progress: Callable[[str], None] | None = None
+) -> None:
     """Run both queries until interrupted (Ctrl-C stops them cleanly between batches)."""
     queries = [start_bronze(spark, config, once=False), start_silver(spark, config, once=False)]
     try:
@@ -139,12 +143,33 @@ def _await(query: StreamingQuery, on_progress: Callable[[str], None] | None) -> 
     while not query.awaitTermination(2):
         _report(query, on_progress)
     _report(query, on_progress)
+    if query.exception():
+        raise query.exception()  # type: ignore[misc]
+
+
+_reported: dict[str, int] = {}
 
 
 def _report(query: StreamingQuery, on_progress: Callable[[str], None] | None) -> None:
+    """Print each finished micro-batch once."""
     progress = query.lastProgress
-    if on_progress and progress:
+    if on_progress and progress and _reported.get(str(query.id)) != progress["batchId"]:
+        _reported[str(query.id)] = progress["batchId"]
         on_progress(
             f"{query.name}: batch {progress['batchId']}, {progress['numInputRows']:,} rows"
             f" ({progress.get('processedRowsPerSecond') or 0:,.0f}/s)"
         )
+
+
+def top_reasons(spark: SparkSession, config: Config, limit: int = 5) -> list[tuple[str, int]]:
+    """The most frequent quarantine reasons, for summaries."""
+    rows = (
+        spark.read.format("delta")
+        .load(config.table_path(names.EVENTS_QUARANTINE))
+        .groupBy(names.REASON)
+        .count()
+        .orderBy(F.desc("count"), names.REASON)
+        .limit(limit)
+        .collect()
+    )
+    return [(r[names.REASON], r["count"]) for r in rows]

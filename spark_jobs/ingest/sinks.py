@@ -39,7 +39,9 @@ def upsert_silver_batch(batch: DataFrame, batch_id: int, *, config: Config) -> N
     validated = validate_records(batch, limits_from(config)).persist()
     try:
         merge_new_events(spark, config, to_silver(validated))
-        app_id = f"{names.EVENTS_QUARANTINE}:{query_id(spark, config.checkpoint(names.QUERY_SILVER))}"
+        app_id = (
+            f"{names.EVENTS_QUARANTINE}:{query_id(spark, config.checkpoint(names.QUERY_SILVER))}"
+        )
         idempotent_append(
             to_quarantine(validated), config.table_path(names.EVENTS_QUARANTINE), app_id, batch_id
         )

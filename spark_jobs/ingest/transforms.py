@@ -40,9 +40,7 @@ def require_columns(df: DataFrame, columns: tuple[str, ...] | list[str], where: 
     """Fail fast, naming what is missing, before Spark produces a less helpful analysis error."""
     missing = [c for c in columns if c not in df.columns]
     if missing:
-        raise DataFrameMissingColumnError(
-            f"{where}: missing column(s) {missing}; got {df.columns}"
-        )
+        raise DataFrameMissingColumnError(f"{where}: missing column(s) {missing}; got {df.columns}")
 
 
 def to_bronze(kafka_rows: DataFrame, ingest_ts: Column) -> DataFrame:
@@ -51,7 +49,9 @@ def to_bronze(kafka_rows: DataFrame, ingest_ts: Column) -> DataFrame:
     Bytes that are not UTF-8 are decoded with replacement characters and then fail JSON
     parsing downstream, so they still reach quarantine.
     """
-    require_columns(kafka_rows, ("key", "value", "topic", "partition", "offset", "timestamp"), "to_bronze")
+    require_columns(
+        kafka_rows, ("key", "value", "topic", "partition", "offset", "timestamp"), "to_bronze"
+    )
     return kafka_rows.select(
         F.col("key").cast("string").alias(names.KAFKA_KEY),
         F.col("value").cast("string").alias(names.KAFKA_VALUE),
@@ -69,8 +69,12 @@ def to_silver(validated: DataFrame) -> DataFrame:
     Duplicates *within* the batch are dropped here; duplicates of rows already in the table
     are dropped by the MERGE in ``sinks``.
     """
-    require_columns(validated, (REASONS, names.EVENT_ID, names.KAFKA_PARTITION, names.KAFKA_OFFSET), "to_silver")
-    first_copy = Window.partitionBy(names.EVENT_ID).orderBy(names.KAFKA_PARTITION, names.KAFKA_OFFSET)
+    require_columns(
+        validated, (REASONS, names.EVENT_ID, names.KAFKA_PARTITION, names.KAFKA_OFFSET), "to_silver"
+    )
+    first_copy = Window.partitionBy(names.EVENT_ID).orderBy(
+        names.KAFKA_PARTITION, names.KAFKA_OFFSET
+    )
     columns = [f.name for f in silver_schema().fields]
     return (
         validated.where(F.size(REASONS) == 0)

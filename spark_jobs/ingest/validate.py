@@ -68,9 +68,11 @@ def _reasons(reference_ts: Column, limits: Limits) -> Column:
         F.when(context_is_object, _field_reason(spec, f"{names.CONTEXT}.{spec.name}", limits))
         for spec in contract.CONTEXT_FIELDS
     ]
-    version_reason = (
-        F.when(_absent(version_type), F.lit(contract.REASON_MISSING.format(field=names.SCHEMA_VERSION)))
-        .when(~version_type.isin(*_INTEGER_TYPES), F.lit(contract.REASON_WRONG_TYPE.format(field=names.SCHEMA_VERSION)))
+    version_reason = F.when(
+        _absent(version_type), F.lit(contract.REASON_MISSING.format(field=names.SCHEMA_VERSION))
+    ).when(
+        ~version_type.isin(*_INTEGER_TYPES),
+        F.lit(contract.REASON_WRONG_TYPE.format(field=names.SCHEMA_VERSION)),
     )
     field_level = F.array_compact(
         F.array(*field_reasons, future, context_wrong, *context_reasons, version_reason)
@@ -90,14 +92,21 @@ def _reasons(reference_ts: Column, limits: Limits) -> Column:
 def _field_reason(spec: FieldSpec, path: str, limits: Limits) -> Column:
     """At most one reason for one field, by the contract's precedence; null when it is fine."""
     kind = _type_at(path)
-    reason = F.when(_absent(kind) | _empty_required(spec, path, kind), _reason(contract.REASON_MISSING, path, spec.required))
+    reason = F.when(
+        _absent(kind) | _empty_required(spec, path, kind),
+        _reason(contract.REASON_MISSING, path, spec.required),
+    )
     reason = reason.when(~_has_kind(spec.kind, kind), _reason(contract.REASON_WRONG_TYPE, path))
     if spec.kind == "string":
         text = _get(path, "string")
         if spec.max_length:
-            reason = reason.when(F.char_length(text) > limits.max_id_length, _reason(contract.REASON_TOO_LONG, path))
+            reason = reason.when(
+                F.char_length(text) > limits.max_id_length, _reason(contract.REASON_TOO_LONG, path)
+            )
         if spec.pattern:
-            reason = reason.when(~_full_match(text, spec.pattern), _reason(contract.REASON_INVALID_FORMAT, path))
+            reason = reason.when(
+                ~_full_match(text, spec.pattern), _reason(contract.REASON_INVALID_FORMAT, path)
+            )
         if spec.choices:
             code = (
                 F.lit(contract.REASON_UNKNOWN_EVENT_TYPE)
@@ -107,7 +116,9 @@ def _field_reason(spec: FieldSpec, path: str, limits: Limits) -> Column:
             reason = reason.when(~text.isin(*spec.choices), code)
         return reason
     if spec.kind == "timestamp":
-        reason = reason.when(_timestamp(path).isNull(), _reason(contract.REASON_INVALID_FORMAT, path))
+        reason = reason.when(
+            _timestamp(path).isNull(), _reason(contract.REASON_INVALID_FORMAT, path)
+        )
         number = _get(path, "bigint")
         # ISO strings are checked against the minimum through their epoch value.
         number = F.coalesce(number, F.unix_millis(_timestamp(path)))

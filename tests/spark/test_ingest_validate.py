@@ -37,8 +37,17 @@ def event(**changes: object) -> str:
 
 CASES: list[tuple[str, list[str]]] = [
     (event(), []),
-    (event(event_ts=REF_MS - 5, session_id="s", dwell_ms=0, scroll_depth=1, value=4.5,
-           context={"device": "tv", "country": "FR", "referrer": "home", "hour_of_day": 23}), []),
+    (
+        event(
+            event_ts=REF_MS - 5,
+            session_id="s",
+            dwell_ms=0,
+            scroll_depth=1,
+            value=4.5,
+            context={"device": "tv", "country": "FR", "referrer": "home", "hour_of_day": 23},
+        ),
+        [],
+    ),
     (event(event_ts="2026-01-01 11:00:00.123456+02:00", context=None, value=None), []),
     (event(extra_field={"nested": [1, 2]}), []),
     ("x" * 700, ["oversized"]),
@@ -51,10 +60,14 @@ CASES: list[tuple[str, list[str]]] = [
     (event(schema_version=...), ["missing_field:schema_version"]),
     (event(schema_version="1"), ["wrong_type:schema_version"]),
     (event(schema_version=1.0), ["wrong_type:schema_version"]),
-    (event(event_id=..., user_id=None, item_id=""), [
-        "missing_field:event_id", "missing_field:user_id", "missing_field:item_id"]),
-    (event(user_id=42, item_id=["i"], event_type=True), [
-        "wrong_type:event_type", "wrong_type:user_id", "wrong_type:item_id"]),
+    (
+        event(event_id=..., user_id=None, item_id=""),
+        ["missing_field:event_id", "missing_field:user_id", "missing_field:item_id"],
+    ),
+    (
+        event(user_id=42, item_id=["i"], event_type=True),
+        ["wrong_type:event_type", "wrong_type:user_id", "wrong_type:item_id"],
+    ),
     (event(event_id="not-a-uuid"), ["invalid_format:event_id"]),
     (event(event_id=UUID + "\n"), ["invalid_format:event_id"]),
     (event(event_id=UUID + "-0000"), ["too_long:event_id"]),
@@ -69,14 +82,24 @@ CASES: list[tuple[str, list[str]]] = [
     (event(event_ts=REF_MS + 3_600_000), []),
     (event(event_ts="2026-01-01T14:00:00+01:00"), []),
     (event(event_ts="2026-01-01T14:00:01+01:00"), ["future_event_ts"]),
-    (event(dwell_ms=-5, scroll_depth=1.01, value="9"), [
-        "out_of_range:dwell_ms", "out_of_range:scroll_depth", "wrong_type:value"]),
+    (
+        event(dwell_ms=-5, scroll_depth=1.01, value="9"),
+        ["out_of_range:dwell_ms", "out_of_range:scroll_depth", "wrong_type:value"],
+    ),
     (event(dwell_ms=1.5), ["wrong_type:dwell_ms"]),
     (event(context="mobile"), ["wrong_type:context"]),
-    (event(context={"device": "watch", "hour_of_day": 24, "country": 7}), [
-        "out_of_range:context.device", "wrong_type:context.country", "out_of_range:context.hour_of_day"]),
-    (event(event_ts=REF_MS + 9_000_000, context={"hour_of_day": -1}, schema_version=None), [
-        "future_event_ts", "out_of_range:context.hour_of_day", "missing_field:schema_version"]),
+    (
+        event(context={"device": "watch", "hour_of_day": 24, "country": 7}),
+        [
+            "out_of_range:context.device",
+            "wrong_type:context.country",
+            "out_of_range:context.hour_of_day",
+        ],
+    ),
+    (
+        event(event_ts=REF_MS + 9_000_000, context={"hour_of_day": -1}, schema_version=None),
+        ["future_event_ts", "out_of_range:context.hour_of_day", "missing_field:schema_version"],
+    ),
 ]
 
 
@@ -90,5 +113,7 @@ def test_spark_agrees_with_python_validator(spark) -> None:
     df = spark.createDataFrame(rows, "value string, kafka_ts timestamp")
     got = [r[REASONS] for r in validate_records(df, LIMITS).select(REASONS).collect()]
     expected = [validate_event(raw, REF_MS, LIMITS) for raw, _ in CASES]
-    mismatches = [(raw, e, g) for (raw, _), e, g in zip(CASES, expected, got, strict=True) if e != g]
+    mismatches = [
+        (raw, e, g) for (raw, _), e, g in zip(CASES, expected, got, strict=True) if e != g
+    ]
     assert not mismatches, "\n".join(f"{r!r}: python={e} spark={g}" for r, e, g in mismatches)

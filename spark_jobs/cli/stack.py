@@ -1,0 +1,160 @@
+"""``recsys stack up | down | status``: the local Kafka broker, started and stopped idempotently.
+
+Handlers load the configuration and call ``up``, ``down`` or ``show_status``, which take a
+``Config`` so tests can drive them against a temporary lakehouse root.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Any
+
+from spark_jobs.common import console
+from spark_jobs.common.config import Config, get_config
+from spark_jobs.common.errors import UsageError
+
+EXIT_NOT_RUNNING = 3
+
+
+def register(subparsers: argparse._SubParsersAction[Any]) -> None:
+    """Add ``stack`` and its actions to the ``recsys`` parser."""
+    parser = subparsers.add_parser(
+        "stack",
+        help="start, stop or inspect the local stack (Kafka broker)",
+        description="The local stack: one single-node Kafka broker (KRaft) whose data and logs "
+        "live under the lakehouse root (RECSYS_HOME). Every action is idempotent.",
+    )
+    actions = parser.add_subparsers(dest="stack_command", metavar="ACTION", required=True)
+
+    up_parser = actions.add_parser(
+        "up",
+        help="start the broker (fetching jars on first use) and create the events topic",
+        description="Start the local Kafka broker unless it already runs, then make sure the "
+        "configured topic exists. The first run fetches the broker jars with Maven.",
+    )
+    up_parser.add_argument(
+        "--timeout", type=float, default=90.0, help="seconds to wait for the broker (default 90)"
+    )
+    up_parser.set_defaults(handler=_run_up)
+
+    down_parser = actions.add_parser("down", help="stop the broker (data is kept)")
+    down_parser.add_argument(
+        "--timeout",
+        type=float,
+        default=30.0,
+        help="seconds to wait for a clean shutdown before killing it (default 30)",
+    )
+    down_parser.set_defaults(handler=_run_down)
+
+    status_parser = actions.add_parser(
+        "status",
+        help="show whether the broker runs (exit code 0 = running, 3 = not running)",
+    )
+    status_parser.set_defaults(handler=_run_status)
+
+
+def _run_up(args: argparse.Namespace) -> int:
+    return up(get_config(), timeout_s=args.timeout)
+
+
+def _run_down(args: argparse.Namespace) -> int:
+    return down(get_config(), timeout_s=args.timeout)
+
+
+def _run_status(args: argparse.Namespace) -> int:
+    return show_status(get_config())
+
+
+def up(config: Config, timeout_s: float = 90.0) -> int:
+    """Start the broker and print the summary; raises ``StackError`` when it cannot."""
+    from spark_jobs.stack.kafka import LocalKafka
+
+    _require_local(config)
+    broker = LocalKafka(config, progress=console.step)
+    was_running = broker.status().running
+    started = time.monotonic()
+    status = broker.start(timeout_s=timeout_s)
+    how = "was already up" if was_running else f"ready after {time.monotonic() - started:.1f}s"
+    topic = config.kafka.topic
+    partitions = broker.topic_partitions(topic)
+    if partitions != config.kafka.partitions:
+        console.info(
+            f"note: topic {topic} has {partitions} partitions, the config asks for "
+            f"{config.kafka.partitions}; existing topics are left as they are"
+        )
+    _warn_bootstrap_mismatch(config, status.bootstrap)
+    console.summary(
+        "recsys stack up",
+        [
+            ("kafka", f"running (pid {status.pid}), {how}"),
+            ("bootstrap", status.bootstrap),
+            ("topic", topic),
+            ("partitions", partitions),
+            ("data dir", status.data_dir),
+            ("log file", status.log_file),
+        ],
+        next_steps=(
+            "recsys produce synthetic      # send events to the topic",
+            "recsys ingest                 # Kafka -> bronze -> silver",
+            "recsys stack down             # stop the broker (data is kept)",
+        ),
+    )
+    return 0
+
+
+def down(config: Config, timeout_s: float = 30.0) -> int:
+    """Stop the broker if it runs; stopping a stopped stack is fine (exit 0)."""
+    from spark_jobs.stack.kafka import LocalKafka
+
+    _require_local(config)
+    broker = LocalKafka(config, progress=console.step)
+    if broker.stop(timeout_s=timeout_s):
+        console.step(f"Kafka broker stopped; data kept in {broker.data_dir}")
+    else:
+        console.step("Kafka broker is not running; nothing to stop")
+    return 0
+
+
+def show_status(config: Config) -> int:
+    """Print the broker's state; exit code 0 when it runs, 3 when it does not (for scripts)."""
+    from spark_jobs.stack.kafka import LocalKafka
+
+    _require_local(config)
+    broker = LocalKafka(config)
+    status = broker.status()
+    if status.running:
+        answering = "yes" if broker.answers(timeout_s=3.0) else "not yet (starting?)"
+        state = f"running (pid {status.pid})"
+    else:
+        answering, state = "no", "not running (start it with `recsys stack up`)"
+    console.summary(
+        "recsys stack status",
+        [
+            ("kafka", state),
+            ("bootstrap", status.bootstrap),
+            ("answering", answering),
+            ("data dir", status.data_dir),
+            ("log file", status.log_file),
+        ],
+    )
+    return 0 if status.running else EXIT_NOT_RUNNING
+
+
+def _require_local(config: Config) -> None:
+    if config.env != "local":
+        raise UsageError(
+            f"`recsys stack` runs the local stack, but RECSYS_ENV is {config.env!r}",
+            hint="on a cluster the platform provides Kafka; unset RECSYS_ENV for local runs",
+        )
+
+
+def _warn_bootstrap_mismatch(config: Config, bootstrap: str) -> None:
+    """Clients read ``kafka.bootstrap_servers``; say so when it does not point at this broker."""
+    port = bootstrap.rsplit(":", 1)[1]
+    servers = [s.strip() for s in config.kafka.bootstrap_servers.split(",")]
+    if not any(s.rsplit(":", 1)[-1] == port for s in servers):
+        console.info(
+            f"note: kafka.bootstrap_servers is {config.kafka.bootstrap_servers!r} but the broker "
+            f"listens on {bootstrap}; set RECSYS_KAFKA__BOOTSTRAP_SERVERS={bootstrap} for clients"
+        )
