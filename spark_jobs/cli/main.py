@@ -20,7 +20,7 @@ COMMAND_MODULES = (
     "spark_jobs.cli.ingest",
     "spark_jobs.cli.sql",
     "spark_jobs.cli.bench",
-    # "spark_jobs.cli.demo",
+    "spark_jobs.cli.demo",
 )
 
 

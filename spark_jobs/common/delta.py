@@ -17,18 +17,23 @@ def ensure_table(
     schema: T.StructType,
     partition_by: Sequence[str] = (),
 ) -> None:
-    """Create ``recsys.<table>`` at its lakehouse location unless it exists; registers it by name."""
+    """Create ``recsys.<table>`` at its lakehouse location unless it exists; registers it by name.
+
+    The location is the identity: with the embedded catalog the table is created by path and
+    then registered, so a name registered for another lakehouse root is re-pointed, not reused.
+    """
     from delta.tables import DeltaTable
 
-    builder = (
-        DeltaTable.createIfNotExists(spark)
-        .tableName(config.table(table))
-        .location(config.table_path(table))
-        .addColumns(schema)
-    )
+    from spark_jobs.common.spark import register_table
+
+    builder = DeltaTable.createIfNotExists(spark).location(config.table_path(table)).addColumns(schema)
+    if config.spark.catalog != "embedded":
+        builder = builder.tableName(config.table(table))
     if partition_by:
         builder = builder.partitionedBy(*partition_by)
     builder.execute()
+    if config.spark.catalog == "embedded":
+        register_table(spark, config, table)
 
 
 def idempotent_append(df: DataFrame, path: str, app_id: str, version: int) -> None:

@@ -102,12 +102,28 @@ def register_tables(spark: SparkSession, config: Config) -> list[str]:
     registered = []
     for table in names.ALL_TABLES:
         if _delta_table_exists(config.table_path(table)):
-            spark.sql(
-                f"CREATE TABLE IF NOT EXISTS {config.table(table)} USING DELTA "
-                f"LOCATION '{config.table_path(table)}'"
-            )
+            register_table(spark, config, table)
             registered.append(table)
     return registered
+
+
+def register_table(spark: SparkSession, config: Config, table: str) -> None:
+    """Point ``recsys.<table>`` at its location under this config's lakehouse root.
+
+    A name already registered elsewhere (another lakehouse root in the same session) is
+    re-pointed; tables are always external, so dropping a registration never touches data.
+    """
+    name, path = config.table(table), config.table_path(table)
+    if spark.catalog.tableExists(name):
+        if _registered_location(spark, name) == path.removeprefix("file:"):
+            return
+        spark.sql(f"DROP TABLE {name}")
+    spark.sql(f"CREATE TABLE {name} USING DELTA LOCATION '{path}'")
+
+
+def _registered_location(spark: SparkSession, name: str) -> str:
+    row = spark.sql(f"DESCRIBE TABLE EXTENDED {name}").where("col_name = 'Location'").first()
+    return str(row["data_type"]).removeprefix("file:") if row else ""
 
 
 def _delta_table_exists(path: str) -> bool:

@@ -1,0 +1,132 @@
+"""The README's commands, run as a user would: separate processes, the real broker, real tables."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from spark_jobs.common.config import Config
+from spark_jobs.stack.ports import free_port
+
+pytestmark = pytest.mark.integration
+
+
+def _expected_kinds(n: int, bad: float, dup: float, seed: int = 42) -> tuple[int, int, int]:
+    """(good, bad, duplicate) counts the seeded generator makes; they do not depend on the clock."""
+    from spark_jobs.produce.synthetic import DUPLICATE, GOOD, build_world, generate_records
+
+    world = build_world(n_users=5, n_items=5, seed=seed, start_ms=0)
+    kinds = [k for _, k in generate_records(world, n, 0, bad_fraction=bad, duplicate_fraction=dup, seed=seed)]
+    return kinds.count(GOOD), n - kinds.count(GOOD) - kinds.count(DUPLICATE), kinds.count(DUPLICATE)
+
+
+def _recsys(args: list[str], env: dict[str, str], timeout: int = 600) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "spark_jobs.cli.main", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def _env(**values: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RECSYS_")}
+    env.update(values)
+    env["RECSYS_SPARK__UI_ENABLED"] = "false"
+    env["RECSYS_SPARK__SHUFFLE_PARTITIONS"] = "2"
+    return env
+
+
+def test_produce_ingest_then_sql_from_new_processes(kafka: Config, tmp_path: Path) -> None:
+    env = _env(
+        RECSYS_HOME=str(tmp_path / "lakehouse"),
+        RECSYS_KAFKA_BOOTSTRAP=kafka.kafka.bootstrap_servers,
+        RECSYS_KAFKA__TOPIC="t.cli_end_to_end",
+        RECSYS_KAFKA__PARTITIONS="2",
+    )
+    produced = _recsys(
+        [
+            "produce",
+            "synthetic",
+            "--events",
+            "600",
+            "--users",
+            "40",
+            "--items",
+            "30",
+            "--bad-fraction",
+            "0.05",
+            "--duplicate-fraction",
+            "0.05",
+            "--no-catalog",
+        ],
+        env,
+    )
+    assert produced.returncode == 0, produced.stderr
+    ingested = _recsys(["ingest", "--once"], env)
+    assert ingested.returncode == 0, ingested.stderr
+    assert "recsys.events_bronze" in ingested.stdout and "duplicates dropped" in ingested.stdout
+
+    counts = _recsys(
+        [
+            "sql",
+            "select (select count(*) from recsys.events_bronze) as bronze, "
+            "(select count(*) from recsys.events) as silver, "
+            "(select count(*) from recsys.events_quarantine) as quarantine, "
+            "(select count(distinct event_id) from recsys.events) as ids",
+            "--format",
+            "csv",
+        ],
+        env,
+    )
+    assert counts.returncode == 0, counts.stderr
+    row = next(csv.DictReader(io.StringIO(counts.stdout)))
+    bronze, silver, quarantine, ids = (int(row[k]) for k in ("bronze", "silver", "quarantine", "ids"))
+    good, bad, duplicates = _expected_kinds(600, 0.05, 0.05)
+    assert (bronze, silver, quarantine, ids) == (600, good, bad, good)
+    assert bronze - silver - quarantine == duplicates > 0
+
+    by_type = _recsys(
+        ["sql", "select event_type, count(*) as n from recsys.events group by 1", "--format", "json"], env
+    )
+    assert by_type.returncode == 0, by_type.stderr
+    assert sum(int(line.split('"n": ')[1].rstrip("}\n")) for line in by_type.stdout.splitlines()) == silver
+
+
+def test_sql_errors_are_one_line(kafka: Config, tmp_path: Path) -> None:
+    env = _env(RECSYS_HOME=str(tmp_path / "lakehouse"))
+    result = _recsys(["sql", "select * from recsys.no_such_table"], env)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-2].startswith("error: query failed:")
+    assert "Traceback" not in result.stderr
+
+
+def test_demo_runs_end_to_end_on_its_own_stack(tmp_path: Path) -> None:
+    env = _env(
+        RECSYS_HOME=str(tmp_path / "lakehouse"),
+        RECSYS_KAFKA__BROKER_PORT=str(free_port()),
+        RECSYS_KAFKA__CONTROLLER_PORT=str(free_port()),
+        RECSYS_KAFKA__PARTITIONS="2",
+    )
+    result = _recsys(["demo", "--events", "1500"], env, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    summary = result.stdout.split("demo summary")[-1]
+    rows = dict((part.strip() for part in line.split("|", 1)) for line in summary.splitlines() if "|" in line)
+    assert rows["records produced"] == "1,500"
+    assert rows["recsys.events_bronze"] == "1,500"
+    assert rows["nothing lost (bronze = produced)"] == "True"
+    silver, quarantine = (
+        int(rows[k].replace(",", "")) for k in ("recsys.events", "recsys.events_quarantine")
+    )
+    assert silver + quarantine + int(rows["duplicates dropped"].replace(",", "")) == 1500
+    assert quarantine >= 11  # at least one record of every malformed kind
+    status = _recsys(["stack", "status"], env)
+    assert status.returncode == 3  # the demo stopped its broker
