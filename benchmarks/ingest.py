@@ -100,7 +100,7 @@ def _produce(config: Config, n_events: int, log: TextIO) -> float:
     LocalKafka(config).ensure_topic(config.kafka.topic, config.kafka.partitions)
     end_ms = int(time.time() * 1000)
     start_ms = history_start_ms(end_ms, n_events)
-    world = build_world(n_users=2_000, n_items=1_000, seed=SEED, start_ms=start_ms)
+    world = build_world(2_000, 1_000, SEED, start_ms)
     progress = console.Progress(f"produced to {config.kafka.topic}", total=n_events, every_s=5)
     records = generate_records(
         world, n_events, start_ms, bad_fraction=0.01, duplicate_fraction=0.01, seed=SEED

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import json
 import platform
 import sys
@@ -43,14 +44,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     names = available()
     if args.name not in names:
-        raise UsageError(
-            f"unknown benchmark {args.name!r}", hint=f"choose one of: {', '.join(names)}"
-        )
+        raise UsageError(f"unknown benchmark {args.name!r}", hint=f"choose one of: {', '.join(names)}")
     module = importlib.import_module(f"benchmarks.{args.name}")
     config = get_config()
     log = sys.stderr if args.json else sys.stdout
     console.step(f"benchmark {args.name}{' (quick)' if args.quick else ''}", stream=log)
-    figures = module.run(config, quick=args.quick, log=log)
+    accepts_log = "log" in inspect.signature(module.run).parameters
+    figures = module.run(config, quick=args.quick, **({"log": log} if accepts_log else {}))
     record = {
         "benchmark": args.name,
         "quick": args.quick,
@@ -58,20 +58,13 @@ def run(args: argparse.Namespace) -> int:
         "machine": machine(),
         "figures": figures,
     }
-    out = (
-        project_root()
-        / "benchmarks"
-        / "results"
-        / f"{args.name}{'-quick' if args.quick else ''}.json"
-    )
+    out = project_root() / "benchmarks" / "results" / f"{args.name}{'-quick' if args.quick else ''}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     if args.json:
         print(json.dumps(figures))
     else:
-        console.summary(
-            f"benchmark {args.name}", sorted(figures.items()), next_steps=[f"results: {out}"]
-        )
+        console.summary(f"benchmark {args.name}", sorted(figures.items()), next_steps=[f"results: {out}"])
     return 0
 
 

@@ -6,6 +6,10 @@ reason strings record by record.
 
 Types are judged on Spark's VARIANT (``try_parse_json``): ``schema_of_variant`` tells a JSON
 string from a number exactly, where ``from_json`` would quietly turn ``123`` into ``"123"``.
+
+Two projections keep it fast: the first *probes* each field once (its JSON type, its value as
+text, number and timestamp), the second judges the record from those columns. Spark does not
+inline an expensive probe into every rule that reads it, so each VARIANT lookup runs once.
 """
 
 from __future__ import annotations
@@ -33,35 +37,57 @@ def validate_records(records: DataFrame, limits: Limits) -> DataFrame:
     silver. The raw string is kept as ``_raw``; the input ``value`` is replaced by the typed
     event ``value`` (a number), as in silver.
     """
-    df = records.withColumnRenamed(names.KAFKA_VALUE, RAW).withColumn(
-        VARIANT, F.expr(f"try_parse_json({RAW})")
+    df = records.withColumnRenamed(names.KAFKA_VALUE, RAW)
+    kept = df.columns
+    probed = df.withColumn(VARIANT, F.expr(f"try_parse_json({RAW})")).select(*kept, VARIANT, *_probes())
+    return probed.select(*kept, _reasons(F.col(names.KAFKA_TS), limits).alias(REASONS), *_typed_fields())
+
+
+_PATHS = [spec.name for spec in contract.FIELDS] + [
+    names.CONTEXT,
+    names.SCHEMA_VERSION,
+    *(f"{names.CONTEXT}.{spec.name}" for spec in contract.CONTEXT_FIELDS),
+]
+
+
+def _probes() -> list[Column]:
+    """One column per (field, view): JSON type, text, number, integer; plus the event time."""
+    cols = [F.expr(f"schema_of_variant({VARIANT})").alias(_probe("root", "type"))]
+    for path in _PATHS:
+        lookup = f"variant_get({VARIANT}, '$.{path}', 'variant')"
+        cols += [
+            F.expr(f"schema_of_variant({lookup})").alias(_probe(path, "type")),
+            F.expr(f"try_variant_get({VARIANT}, '$.{path}', 'string')").alias(_probe(path, "text")),
+            F.expr(f"try_variant_get({VARIANT}, '$.{path}', 'double')").alias(_probe(path, "number")),
+            F.expr(f"try_variant_get({VARIANT}, '$.{path}', 'bigint')").alias(_probe(path, "integer")),
+        ]
+    kind, text = F.col(_probe(names.EVENT_TS, "type")), F.col(_probe(names.EVENT_TS, "text"))
+    iso = F.when(
+        (kind == "STRING") & _full_match(text, contract.ISO_TS_PATTERN),
+        F.expr(f"try_cast(try_variant_get({VARIANT}, '$.{names.EVENT_TS}', 'string') AS TIMESTAMP)"),
     )
-    return df.withColumn(REASONS, _reasons(F.col(names.KAFKA_TS), limits)).select(
-        *[c for c in df.columns if c != VARIANT], REASONS, *_typed_fields()
-    )
+    millis = F.when(kind.isin(*_INTEGER_TYPES), F.timestamp_millis(F.col(_probe(names.EVENT_TS, "integer"))))
+    cols.append(F.coalesce(iso, millis).alias(_probe(names.EVENT_TS, "ts")))
+    return cols
 
 
 def _reasons(reference_ts: Column, limits: Limits) -> Column:
     """Same reasons, in the same order, as ``contract.events.validate_event``."""
-    root_type = F.expr(f"schema_of_variant({VARIANT})")
-    version_type = _type_at(names.SCHEMA_VERSION)
-    version = _get(names.SCHEMA_VERSION, "bigint")
+    root_type = F.col(_probe("root", "type"))
+    version_type = _type(names.SCHEMA_VERSION)
+    version = F.col(_probe(names.SCHEMA_VERSION, "integer"))
     supported = F.lit(sorted(contract.SUPPORTED_SCHEMA_VERSIONS))
 
-    field_reasons = [_field_reason(spec, spec.name, limits) for spec in contract.FIELDS]
-    ts_ok = F.lit(True)
-    for spec in contract.FIELDS:
-        if spec.kind == "timestamp":
-            ts_ok = _field_reason(spec, spec.name, limits).isNull()
+    field_reasons = {spec.name: _field_reason(spec, spec.name, limits) for spec in contract.FIELDS}
     skew = F.expr(f"INTERVAL {int(limits.max_future_skew_ms)} MILLISECONDS")
     future = F.when(
-        ts_ok & (_timestamp(names.EVENT_TS) > reference_ts + skew), F.lit(contract.REASON_FUTURE_TS)
+        field_reasons[names.EVENT_TS].isNull() & (F.col(_probe(names.EVENT_TS, "ts")) > reference_ts + skew),
+        F.lit(contract.REASON_FUTURE_TS),
     )
-    context_type = _type_at(names.CONTEXT)
-    context_present = context_type.isNotNull() & (context_type != "VOID")
+    context_type = _type(names.CONTEXT)
     context_is_object = context_type.startswith("OBJECT")
     context_wrong = F.when(
-        context_present & ~context_is_object,
+        ~_absent(context_type) & ~context_is_object,
         F.lit(contract.REASON_WRONG_TYPE.format(field=names.CONTEXT)),
     )
     context_reasons = [
@@ -75,7 +101,7 @@ def _reasons(reference_ts: Column, limits: Limits) -> Column:
         F.lit(contract.REASON_WRONG_TYPE.format(field=names.SCHEMA_VERSION)),
     )
     field_level = F.array_compact(
-        F.array(*field_reasons, future, context_wrong, *context_reasons, version_reason)
+        F.array(*field_reasons.values(), future, context_wrong, *context_reasons, version_reason)
     )
     return (
         F.when(F.octet_length(F.col(RAW)) > limits.max_event_bytes, _one(contract.REASON_OVERSIZED))
@@ -91,14 +117,12 @@ def _reasons(reference_ts: Column, limits: Limits) -> Column:
 
 def _field_reason(spec: FieldSpec, path: str, limits: Limits) -> Column:
     """At most one reason for one field, by the contract's precedence; null when it is fine."""
-    kind = _type_at(path)
-    reason = F.when(
-        _absent(kind) | _empty_required(spec, path, kind),
-        _reason(contract.REASON_MISSING, path, spec.required),
-    )
+    kind = _type(path)
+    text = F.col(_probe(path, "text"))
+    empty = (kind == "STRING") & (text == "") if spec.required else F.lit(False)
+    reason = F.when(_absent(kind) | empty, _reason(contract.REASON_MISSING, path, spec.required))
     reason = reason.when(~_has_kind(spec.kind, kind), _reason(contract.REASON_WRONG_TYPE, path))
     if spec.kind == "string":
-        text = _get(path, "string")
         if spec.max_length:
             reason = reason.when(
                 F.char_length(text) > limits.max_id_length, _reason(contract.REASON_TOO_LONG, path)
@@ -116,14 +140,11 @@ def _field_reason(spec: FieldSpec, path: str, limits: Limits) -> Column:
             reason = reason.when(~text.isin(*spec.choices), code)
         return reason
     if spec.kind == "timestamp":
-        reason = reason.when(
-            _timestamp(path).isNull(), _reason(contract.REASON_INVALID_FORMAT, path)
-        )
-        number = _get(path, "bigint")
-        # ISO strings are checked against the minimum through their epoch value.
-        number = F.coalesce(number, F.unix_millis(_timestamp(path)))
+        ts = F.col(_probe(path, "ts"))
+        reason = reason.when(ts.isNull(), _reason(contract.REASON_INVALID_FORMAT, path))
+        number = F.unix_millis(ts)
     else:
-        number = _get(path, "double")
+        number = F.col(_probe(path, "number"))
     out_of_range = F.lit(False)
     if spec.minimum is not None:
         out_of_range = out_of_range | (number < spec.minimum)
@@ -135,48 +156,34 @@ def _field_reason(spec: FieldSpec, path: str, limits: Limits) -> Column:
 def _typed_fields() -> list[Column]:
     """Contract fields with silver types; values of invalid rows are meaningless but harmless."""
     context = F.when(
-        _type_at(names.CONTEXT).startswith("OBJECT"),
+        _type(names.CONTEXT).startswith("OBJECT"),
         F.struct(
-            _get(f"{names.CONTEXT}.device", "string").alias("device"),
-            _get(f"{names.CONTEXT}.country", "string").alias("country"),
-            _get(f"{names.CONTEXT}.referrer", "string").alias("referrer"),
-            _get(f"{names.CONTEXT}.hour_of_day", "int").alias("hour_of_day"),
+            F.col(_probe(f"{names.CONTEXT}.device", "text")).alias("device"),
+            F.col(_probe(f"{names.CONTEXT}.country", "text")).alias("country"),
+            F.col(_probe(f"{names.CONTEXT}.referrer", "text")).alias("referrer"),
+            F.col(_probe(f"{names.CONTEXT}.hour_of_day", "integer")).cast("int").alias("hour_of_day"),
         ),
     )
+    text = [names.EVENT_ID, names.EVENT_TYPE, names.USER_ID, names.ITEM_ID, names.SESSION_ID]
     return [
-        _get(names.EVENT_ID, "string").alias(names.EVENT_ID),
-        _get(names.EVENT_TYPE, "string").alias(names.EVENT_TYPE),
-        _get(names.USER_ID, "string").alias(names.USER_ID),
-        _get(names.ITEM_ID, "string").alias(names.ITEM_ID),
-        _get(names.SESSION_ID, "string").alias(names.SESSION_ID),
-        _timestamp(names.EVENT_TS).alias(names.EVENT_TS),
-        _get(names.DWELL_MS, "bigint").alias(names.DWELL_MS),
-        _get(names.SCROLL_DEPTH, "double").alias(names.SCROLL_DEPTH),
-        _get(names.VALUE, "double").alias(names.VALUE),
+        *(F.col(_probe(name, "text")).alias(name) for name in text),
+        F.col(_probe(names.EVENT_TS, "ts")).alias(names.EVENT_TS),
+        F.col(_probe(names.DWELL_MS, "integer")).alias(names.DWELL_MS),
+        F.col(_probe(names.SCROLL_DEPTH, "number")).alias(names.SCROLL_DEPTH),
+        F.col(_probe(names.VALUE, "number")).alias(names.VALUE),
         context.alias(names.CONTEXT),
-        _get(names.SCHEMA_VERSION, "int").alias(names.SCHEMA_VERSION),
+        F.col(_probe(names.SCHEMA_VERSION, "integer")).cast("int").alias(names.SCHEMA_VERSION),
     ]
 
 
-def _type_at(path: str) -> Column:
+def _probe(path: str, view: str) -> str:
+    """Column name of one probe, e.g. ``_p_context_device_type``."""
+    return f"_p_{path.replace('.', '_')}_{view}"
+
+
+def _type(path: str) -> Column:
     """``STRING``, ``BIGINT``, ``DECIMAL(3,1)``, ``OBJECT<...>``, ``VOID`` (JSON null) or null (absent)."""
-    return F.expr(f"schema_of_variant(variant_get({VARIANT}, '$.{path}', 'variant'))")
-
-
-def _get(path: str, sql_type: str) -> Column:
-    return F.expr(f"try_variant_get({VARIANT}, '$.{path}', '{sql_type}')")
-
-
-def _timestamp(path: str) -> Column:
-    """A contract timestamp: ISO-8601 string with a zone, or epoch milliseconds."""
-    kind = _type_at(path)
-    text = _get(path, "string")
-    iso = F.when(
-        (kind == "STRING") & _full_match(text, contract.ISO_TS_PATTERN),
-        F.expr(f"try_cast(try_variant_get({VARIANT}, '$.{path}', 'string') AS TIMESTAMP)"),
-    )
-    millis = F.when(kind.isin(*_INTEGER_TYPES), F.timestamp_millis(_get(path, "bigint")))
-    return F.coalesce(iso, millis)
+    return F.col(_probe(path, "type"))
 
 
 def _has_kind(kind_name: str, kind: Column) -> Column:
@@ -193,12 +200,6 @@ def _has_kind(kind_name: str, kind: Column) -> Column:
 
 def _absent(kind: Column) -> Column:
     return kind.isNull() | (kind == "VOID")
-
-
-def _empty_required(spec: FieldSpec, path: str, kind: Column) -> Column:
-    if not spec.required:
-        return F.lit(False)
-    return (kind == "STRING") & (_get(path, "string") == "")
 
 
 def _full_match(text: Column, pattern: str) -> Column:

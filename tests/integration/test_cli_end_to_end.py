@@ -21,7 +21,7 @@ def _expected_kinds(n: int, bad: float, dup: float, seed: int = 42) -> tuple[int
     """(good, bad, duplicate) counts the seeded generator makes; they do not depend on the clock."""
     from spark_jobs.produce.synthetic import DUPLICATE, GOOD, build_world, generate_records
 
-    world = build_world(n_users=5, n_items=5, seed=seed, start_ms=0)
+    world = build_world(5, 5, seed, 0)
     kinds = [k for _, k in generate_records(world, n, 0, bad_fraction=bad, duplicate_fraction=dup, seed=seed)]
     return kinds.count(GOOD), n - kinds.count(GOOD) - kinds.count(DUPLICATE), kinds.count(DUPLICATE)
 
