@@ -7,6 +7,10 @@ reason strings record by record.
 Types are judged on Spark's VARIANT (``try_parse_json``): ``schema_of_variant`` tells a JSON
 string from a number exactly, where ``from_json`` would quietly turn ``123`` into ``"123"``.
 
+``try_parse_json`` stops at the end of the first JSON value and ignores what follows
+(``{"a":1}}`` parses). So the record is parsed wrapped as ``[<record>,0]``: only a record that is
+exactly one JSON value yields that two-element array, and its object is then at ``$[0]``.
+
 Two projections keep it fast: the first *probes* each field once (its JSON type, its value as
 text, number and timestamp), the second judges the record from those columns. Spark does not
 inline an expensive probe into every rule that reads it, so each VARIANT lookup runs once.
@@ -24,6 +28,7 @@ from spark_jobs.contract.events import FieldSpec, Limits
 RAW = "_raw"
 VARIANT = "_v"
 REASONS = "_reasons"
+ROOT = "$[0]"  # where the record's own value sits in the ``[<record>,0]`` wrapper
 
 _INTEGER_TYPES = ("BIGINT", "INT", "SMALLINT", "TINYINT")
 
@@ -39,7 +44,8 @@ def validate_records(records: DataFrame, limits: Limits) -> DataFrame:
     """
     df = records.withColumnRenamed(names.KAFKA_VALUE, RAW)
     kept = df.columns
-    probed = df.withColumn(VARIANT, F.expr(f"try_parse_json({RAW})")).select(*kept, VARIANT, *_probes())
+    wrapped = F.expr(f"try_parse_json(concat('[', {RAW}, ',0]'))")
+    probed = df.withColumn(VARIANT, wrapped).select(*kept, VARIANT, *_probes())
     return probed.select(*kept, _reasons(F.col(names.KAFKA_TS), limits).alias(REASONS), *_typed_fields())
 
 
@@ -52,19 +58,23 @@ _PATHS = [spec.name for spec in contract.FIELDS] + [
 
 def _probes() -> list[Column]:
     """One column per (field, view): JSON type, text, number, integer; plus the event time."""
-    cols = [F.expr(f"schema_of_variant({VARIANT})").alias(_probe("root", "type"))]
+    exactly_one_value = (
+        f"try_variant_get({VARIANT}, '$[1]', 'int') = 0 AND variant_get({VARIANT}, '$[2]', 'variant') IS NULL"
+    )
+    root = f"schema_of_variant(variant_get({VARIANT}, '{ROOT}', 'variant'))"
+    cols = [F.expr(f"CASE WHEN {exactly_one_value} THEN {root} END").alias(_probe("root", "type"))]
     for path in _PATHS:
-        lookup = f"variant_get({VARIANT}, '$.{path}', 'variant')"
+        lookup = f"variant_get({VARIANT}, '{ROOT}.{path}', 'variant')"
         cols += [
             F.expr(f"schema_of_variant({lookup})").alias(_probe(path, "type")),
-            F.expr(f"try_variant_get({VARIANT}, '$.{path}', 'string')").alias(_probe(path, "text")),
-            F.expr(f"try_variant_get({VARIANT}, '$.{path}', 'double')").alias(_probe(path, "number")),
-            F.expr(f"try_variant_get({VARIANT}, '$.{path}', 'bigint')").alias(_probe(path, "integer")),
+            F.expr(f"try_variant_get({VARIANT}, '{ROOT}.{path}', 'string')").alias(_probe(path, "text")),
+            F.expr(f"try_variant_get({VARIANT}, '{ROOT}.{path}', 'double')").alias(_probe(path, "number")),
+            F.expr(f"try_variant_get({VARIANT}, '{ROOT}.{path}', 'bigint')").alias(_probe(path, "integer")),
         ]
     kind, text = F.col(_probe(names.EVENT_TS, "type")), F.col(_probe(names.EVENT_TS, "text"))
     iso = F.when(
         (kind == "STRING") & _full_match(text, contract.ISO_TS_PATTERN),
-        F.expr(f"try_cast(try_variant_get({VARIANT}, '$.{names.EVENT_TS}', 'string') AS TIMESTAMP)"),
+        F.expr(f"try_cast(try_variant_get({VARIANT}, '{ROOT}.{names.EVENT_TS}', 'string') AS TIMESTAMP)"),
     )
     millis = F.when(kind.isin(*_INTEGER_TYPES), F.timestamp_millis(F.col(_probe(names.EVENT_TS, "integer"))))
     cols.append(F.coalesce(iso, millis).alias(_probe(names.EVENT_TS, "ts")))
@@ -105,7 +115,7 @@ def _reasons(reference_ts: Column, limits: Limits) -> Column:
     )
     return (
         F.when(F.octet_length(F.col(RAW)) > limits.max_event_bytes, _one(contract.REASON_OVERSIZED))
-        .when(F.col(VARIANT).isNull(), _one(contract.REASON_INVALID_JSON))
+        .when(root_type.isNull(), _one(contract.REASON_INVALID_JSON))
         .when(~root_type.startswith("OBJECT"), _one(contract.REASON_NOT_OBJECT))
         .when(
             version_type.isin(*_INTEGER_TYPES) & ~F.array_contains(supported, version),

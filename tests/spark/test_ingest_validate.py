@@ -54,6 +54,14 @@ CASES: list[tuple[str, list[str]]] = [
     ("{not json", ["invalid_json"]),
     ('{"a": 1, "a": 2}', ["invalid_json"]),
     ('{"value": NaN}', ["invalid_json"]),
+    (event() + "}", ["invalid_json"]),
+    (event() + " trailing", ["invalid_json"]),
+    (event() + "] x", ["invalid_json"]),
+    (event() + "," + event(), ["invalid_json"]),
+    (event() + ",0", ["invalid_json"]),
+    ("", ["invalid_json"]),
+    ("null", ["not_an_object"]),
+    ("  " + event() + "\n", []),
     ("[1, 2]", ["not_an_object"]),
     ('"just a string"', ["not_an_object"]),
     (event(schema_version=2, event_type="nope"), ["unsupported_schema_version"]),
@@ -113,7 +121,5 @@ def test_spark_agrees_with_python_validator(spark) -> None:
     df = spark.createDataFrame(rows, "value string, kafka_ts timestamp")
     got = [r[REASONS] for r in validate_records(df, LIMITS).select(REASONS).collect()]
     expected = [validate_event(raw, REF_MS, LIMITS) for raw, _ in CASES]
-    mismatches = [
-        (raw, e, g) for (raw, _), e, g in zip(CASES, expected, got, strict=True) if e != g
-    ]
+    mismatches = [(raw, e, g) for (raw, _), e, g in zip(CASES, expected, got, strict=True) if e != g]
     assert not mismatches, "\n".join(f"{r!r}: python={e} spark={g}" for r, e, g in mismatches)
