@@ -65,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
                 raise RecsysError(f"demo step failed: recsys {' '.join(argv)} exited {code}")
         console.step("demo: query the lakehouse from a new process  (recsys sql ...)")
         by_type = _sql_in_new_process(
-            f"select event_type, count(*) as events from {config.table(names.EVENTS)} group by 1 order by 2 desc"
+            f"select event_type, count(*) as events from {config.table(names.EVENTS)}"
+            " group by 1 order by 2 desc"
         )
         print(by_type)
     finally:

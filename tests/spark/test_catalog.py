@@ -22,13 +22,17 @@ def _rooted(config: Config, root: Path) -> Config:
     return dataclasses.replace(config, lakehouse_root=str(root), checkpoint_root=str(root / "_cp"))
 
 
+def _append(spark, path: str, rows: list[tuple[int]]) -> None:
+    spark.createDataFrame(rows, SCHEMA).write.format("delta").mode("append").save(path)
+
+
 def test_names_follow_the_lakehouse_root_without_touching_data(spark, config: Config, tmp_path: Path) -> None:
     first, second = _rooted(config, tmp_path / "a"), _rooted(config, tmp_path / "b")
     table = names.DRIFT_REPORTS  # any table name; the schema here is the test's own
     ensure_table(spark, first, table, SCHEMA)
-    spark.createDataFrame([(1,)], SCHEMA).write.format("delta").mode("append").save(first.table_path(table))
+    _append(spark, first.table_path(table), [(1,)])
     ensure_table(spark, second, table, SCHEMA)
-    spark.createDataFrame([(2,), (3,)], SCHEMA).write.format("delta").mode("append").save(second.table_path(table))
+    _append(spark, second.table_path(table), [(2,), (3,)])
 
     assert sorted(r.n for r in spark.table(first.table(table)).collect()) == [2, 3]
     assert register_tables(spark, first) == [table]
