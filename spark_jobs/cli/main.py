@@ -18,6 +18,8 @@ COMMAND_MODULES = (
     "spark_jobs.cli.stack",
     "spark_jobs.cli.produce",
     "spark_jobs.cli.ingest",
+    "spark_jobs.cli.train",
+    "spark_jobs.cli.offline",
     "spark_jobs.cli.sql",
     "spark_jobs.cli.bench",
     "spark_jobs.cli.demo",

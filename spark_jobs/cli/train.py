@@ -1,0 +1,99 @@
+"""``recsys train [--once]``: train ALS + ranker on silver events, log and register in MLflow,
+gate the challenger against the champion, print the metrics table.
+
+Without ``--once`` the command retrains every ``--interval-min`` minutes while new events keep
+arriving (the DAG runs it with ``--once``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+
+from spark_jobs.common import console
+from spark_jobs.common.config import get_config
+from spark_jobs.common.errors import UsageError
+
+
+def _train_once(spark, config, args: argparse.Namespace):  # -> TrainingReport
+    from spark_jobs.training.als import DEFAULT_GRID, QUICK_GRID
+    from spark_jobs.training.job import run_training
+    from spark_jobs.training.pipeline import TrainSettings
+    from spark_jobs.training.session import checkpoint_dir
+
+    settings = TrainSettings(
+        grid=QUICK_GRID if args.quick else DEFAULT_GRID, checkpoint_dir=checkpoint_dir(config)
+    )
+    report = run_training(
+        spark, config, settings, half_life_days=args.half_life_days, register=not args.no_register
+    )
+    cols = ["model", "served_by", "ndcg", "precision", "recall", "map", "coverage", "diversity"]
+    print()
+    print(console.render_table(cols, report.table[cols].itertuples(index=False)))
+    if report.champion_table is not None:
+        print("\nchampion on the same holdout:")
+        print(console.render_table(cols, report.champion_table[cols].itertuples(index=False)))
+    rows: list[tuple[str, object]] = [
+        ("events", report.n_events),
+        ("user-item pairs", report.n_interactions),
+        ("mlflow run", report.run_id or "not logged"),
+    ]
+    rows += [(f"registered {name}", f"version {v} (challenger)") for name, v in report.versions.items()]
+    if report.decision is not None:
+        rows.append(("gate", "promoted to champion" if report.decision.promote else "champion kept"))
+        rows += [("gate rule", r) for r in report.decision.reasons]
+    rows += [(k, round(v, 1)) for k, v in report.timings.items()]
+    rows += [("note", n) for n in report.notes]
+    console.summary("recsys train", rows, next_steps=["recsys score --once"])
+    return report
+
+
+def _handle(args: argparse.Namespace) -> int:
+    from spark_jobs.training.session import training_session
+
+    logging.basicConfig(level=logging.WARNING, format="    %(message)s")
+    if args.interval_min <= 0:
+        raise UsageError("--interval-min must be positive")
+    config = get_config()
+    console.step("starting Spark")
+    spark = training_session(config)
+    report = _train_once(spark, config, args)
+    if args.once:
+        return 0
+    from pyspark.sql import functions as F
+
+    from spark_jobs.common import names
+
+    last_events = report.n_events
+    while True:
+        console.info(f"next check in {args.interval_min:g} min (Ctrl-C to stop)")
+        time.sleep(args.interval_min * 60)
+        count = spark.table(config.table(names.EVENTS)).agg(F.count(F.lit(1))).first()[0]
+        if count != last_events:
+            last_events = _train_once(spark, config, args).n_events
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "train",
+        help="train ALS + XGBoost ranker on recsys.events; log, register and gate in MLflow",
+        description="Train on silver events (+ items/users when present), evaluate on each user's "
+        "latest 25%, register recsys_als/recsys_ranker as challenger, promote if the gate passes.",
+    )
+    parser.add_argument("--once", action="store_true", help="train once and exit")
+    parser.add_argument(
+        "--interval-min",
+        type=float,
+        default=60.0,
+        help="without --once: minutes between checks for new events (default 60)",
+    )
+    parser.add_argument(
+        "--half-life-days",
+        type=float,
+        default=90.0,
+        help="time decay of interaction weights (default 90; 0 disables)",
+    )
+    parser.add_argument("--quick", action="store_true", help="small ALS grid (demos, tests)")
+    parser.add_argument("--no-register", action="store_true", help="evaluate only; log nothing")
+    parser.set_defaults(handler=_handle)

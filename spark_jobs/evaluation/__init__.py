@@ -1,0 +1,1 @@
+"""Offline evaluation: ranking metrics, split protocols and side-by-side reports."""

@@ -1,0 +1,1 @@
+"""Model training: interactions, candidate generation (ALS and others), ranker, registry, gate."""

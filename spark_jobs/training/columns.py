@@ -1,0 +1,34 @@
+"""Column names and defaults of the modelling stage that are not part of a table contract.
+
+Table and event-field names live in ``spark_jobs.common.names``; these are the extra columns the
+training and evaluation code passes between its own transforms (interaction strength, ranks,
+scores) plus the shared defaults (``DEFAULT_K``, ``SEED``) used as argument defaults everywhere,
+so a benchmark, the CLI and the tests agree on what "top-10, seed 42" means.
+"""
+
+from __future__ import annotations
+
+from spark_jobs.common import names
+
+USER_ID = names.USER_ID
+ITEM_ID = names.ITEM_ID
+EVENT_TS = names.EVENT_TS
+RATING = "rating"
+TIMESTAMP = "timestamp"
+STRENGTH = "strength"  # aggregated, decayed confidence of one user-item pair (>0 positive)
+N_EVENTS = "n_events"
+LAST_TS = "last_ts"
+RANK = "rank"
+SCORE = "score"
+LABEL = "label"
+TITLE = "title"
+GENRES = "genres"
+CATEGORIES = "categories"
+
+DEFAULT_K = 10
+SEED = 42
+
+MODEL_POPULARITY = "popularity"
+MODEL_ALS = "als"
+MODEL_HYBRID = "hybrid"
+MODELS = (MODEL_POPULARITY, MODEL_ALS, MODEL_HYBRID)

@@ -1,0 +1,100 @@
+"""A small end-to-end training run: silver events in a temp lakehouse -> ALS + ranker ->
+MLflow (real SQLite store) -> aliases and the promotion gate."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pytest
+
+from spark_jobs.common import names
+from spark_jobs.common.spark import register_tables
+from spark_jobs.contract.events import silver_schema
+from spark_jobs.evaluation import movielens
+from spark_jobs.training.als import AlsParams
+from spark_jobs.training.job import TrainingDataError, run_training
+from spark_jobs.training.pipeline import TrainSettings
+
+pytestmark = [pytest.mark.spark, pytest.mark.integration]
+
+SETTINGS = TrainSettings(grid=(AlsParams(rank=16, reg_param=0.3, alpha=1.0, max_iter=5),))
+
+
+def write_events(spark, config, ratings: pd.DataFrame) -> None:
+    now = datetime(2024, 1, 1, tzinfo=UTC)
+    rows = []
+    for r in ratings.itertuples(index=False):
+        ts = datetime.fromtimestamp(int(r.timestamp), tz=UTC)
+        rows.append(
+            (
+                str(uuid.UUID(int=len(rows) + 1)),
+                "rating",
+                str(r.user_id),
+                str(r.item_id),
+                None,
+                ts,
+                None,
+                None,
+                float(r.rating),
+                ("desktop", "US", None, ts.hour),
+                1,
+                ts.date(),
+                now,
+            )
+        )
+    frame = spark.createDataFrame(rows, schema=silver_schema())
+    frame.write.format("delta").mode("overwrite").save(config.table_path(names.EVENTS))
+    register_tables(spark, config)
+
+
+def alias_version(client, model: str, alias: str) -> str:
+    return str(client.get_model_version_by_alias(model, alias).version)
+
+
+def test_train_registers_both_models_and_gates_champion(spark, fresh_lakehouse, movielens_dir: Path):
+    config = fresh_lakehouse
+    with pytest.raises(TrainingDataError, match="does not exist"):
+        run_training(spark, config, SETTINGS)
+    ratings = movielens.load_ratings(movielens_dir)
+    write_events(spark, config, ratings.loc[ratings["user_id"].astype(int) <= 80])
+
+    first = run_training(spark, config, SETTINGS)
+    assert set(first.table["model"]) == {"popularity", "als", "hybrid"}
+    hybrid = first.table.set_index("model").loc["hybrid"]
+    popularity = first.table.set_index("model").loc["popularity"]
+    assert hybrid["served_by"] == "hybrid"
+    assert hybrid["ndcg"] > popularity["ndcg"]
+    assert first.versions == {names.MODEL_ALS: "1", names.MODEL_RANKER: "1"}
+    assert first.decision is not None and first.decision.promote
+    assert first.champion_table is None
+
+    client = mlflow.MlflowClient(tracking_uri=config.tracking_uri, registry_uri=config.tracking_uri)
+    for model in (names.MODEL_ALS, names.MODEL_RANKER):
+        assert alias_version(client, model, names.ALIAS_CHALLENGER) == "1"
+        assert alias_version(client, model, names.ALIAS_CHAMPION) == "1"
+    run = client.get_run(first.run_id)
+    assert config.artifact_root in run.info.artifact_uri  # not ./mlruns of the cwd
+    assert run.data.metrics["hybrid_ndcg"] == pytest.approx(hybrid["ndcg"])
+    assert run.data.tags["gate_promote"] == "True"
+    artifacts = {a.path for a in client.list_artifacts(first.run_id, "plots")}
+    assert {"plots/ndcg_at_k.png", "plots/feature_importance.png"} <= artifacts
+
+    ranker_info = mlflow.models.get_model_info(f"models:/{names.MODEL_RANKER}/1")
+    assert ranker_info.signature is not None and ranker_info.saved_input_example_info is not None
+    als = mlflow.pyfunc.load_model(f"models:/{names.MODEL_ALS}@{names.ALIAS_CHAMPION}")
+    recs = als.predict(pd.DataFrame({"user_id": ["1", "2"]}), params={"k": 5})
+    assert recs.groupby("user_id").size().to_dict() == {"1": 5, "2": 5}
+
+    # Same data again: the challenger equals the champion on the same holdout -> promoted.
+    second = run_training(spark, config, SETTINGS)
+    assert second.versions == {names.MODEL_ALS: "2", names.MODEL_RANKER: "2"}
+    assert second.champion_table is not None
+    assert second.champion_table["ndcg"].iloc[0] == pytest.approx(hybrid["ndcg"], rel=0.05)
+    assert second.decision is not None and second.decision.promote
+    for model in (names.MODEL_ALS, names.MODEL_RANKER):
+        assert alias_version(client, model, names.ALIAS_CHALLENGER) == "2"
+        assert alias_version(client, model, names.ALIAS_CHAMPION) == "2"
