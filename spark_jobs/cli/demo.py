@@ -1,8 +1,8 @@
 """``recsys demo``: the main job end to end on the embedded stack.
 
 It runs the very commands a person would type, in order, so the demo doubles as a walkthrough:
-``stack up`` -> ``produce`` -> ``ingest --once`` -> ``sql`` (in a new process, to show the
-tables are found by name from any session) -> ``stack down``.
+``stack up`` -> ``produce`` -> ``ingest --once`` -> ``train --once`` -> ``sql`` (in a new
+process, to show the tables are found by name from any session) -> ``stack down``.
 """
 
 from __future__ import annotations
@@ -55,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
         ("start the local stack", ["stack", "up"]),
         (f"produce {args.source} events", produce),
         ("ingest: Kafka -> bronze -> silver + quarantine", ["ingest", "--once"]),
+        ("train ALS + ranker, register and gate in MLflow", ["train", "--once", "--quick"]),
     ]
     before = _counts(config)
     try:
@@ -90,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
         next_steps=[
             f'recsys sql "select * from {config.table(names.EVENTS_QUARANTINE)} limit 5"',
             "recsys stack up && recsys produce synthetic --rate 200 & recsys ingest   (live)",
+            f"mlflow ui --backend-store-uri {config.tracking_uri}",
             f"lakehouse: {config.lakehouse_root}",
         ],
     )

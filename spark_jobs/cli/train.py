@@ -45,7 +45,11 @@ def _train_once(spark, config, args: argparse.Namespace):  # -> TrainingReport
         rows += [("gate rule", r) for r in report.decision.reasons]
     rows += [(k, round(v, 1)) for k, v in report.timings.items()]
     rows += [("note", n) for n in report.notes]
-    console.summary("recsys train", rows, next_steps=["recsys score --once"])
+    console.summary(
+        "recsys train",
+        rows,
+        next_steps=[f"mlflow ui --backend-store-uri {config.tracking_uri}  # runs, models, aliases"],
+    )
     return report
 
 

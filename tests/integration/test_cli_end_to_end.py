@@ -130,3 +130,12 @@ def test_demo_runs_end_to_end_on_its_own_stack(tmp_path: Path) -> None:
     assert quarantine >= 11  # at least one record of every malformed kind
     status = _recsys(["stack", "status"], env)
     assert status.returncode == 3  # the demo stopped its broker
+
+    # `recsys train` ran on the demo data: both models registered, the first ones promoted.
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'lakehouse' / 'mlflow.db'}")
+    for model in ("recsys_als", "recsys_ranker"):
+        champion = client.get_model_version_by_alias(model, "champion")
+        challenger = client.get_model_version_by_alias(model, "challenger")
+        assert champion.version == challenger.version == "1"
