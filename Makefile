@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 KAFKA_STAMP := infra/kafka/lib/.complete
 
-.PHONY: setup demo test test-fast check bench stack-up stack-down clean help
+.PHONY: setup demo test test-fast check bench stack-up stack-down airflow clean help
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -40,6 +40,10 @@ check: setup  ## lint
 bench: setup  ## benchmarks; results in benchmarks/results/*.json, summary in BENCHMARKS.md
 	$(BIN)/recsys stack up
 	$(BIN)/recsys bench ingest
+
+airflow: setup  ## local Airflow 3 in .venv-airflow (SQLite home under lakehouse/_airflow)
+	bash infra/airflow/setup.sh
+	source <(bash infra/airflow/setup.sh --env) && airflow standalone
 
 stack-up: setup  ## start the local broker
 	$(BIN)/recsys stack up

@@ -21,6 +21,8 @@ ITEM_FEATURES = "item_features"
 RECOMMENDATIONS = "recommendations"
 DRIFT_REPORTS = "drift_reports"
 QUALITY_RESULTS = "quality_results"
+ERASURE_REQUESTS = "erasure_requests"
+ERASURE_AUDIT = "erasure_audit"
 
 ALL_TABLES = (
     EVENTS_BRONZE,
@@ -33,6 +35,8 @@ ALL_TABLES = (
     RECOMMENDATIONS,
     DRIFT_REPORTS,
     QUALITY_RESULTS,
+    ERASURE_REQUESTS,
+    ERASURE_AUDIT,
 )
 
 # Registered MLflow models.

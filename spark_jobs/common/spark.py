@@ -52,7 +52,6 @@ def session_conf(config: Config) -> dict[str, str]:
         "spark.sql.session.timeZone": "UTC",
         "spark.sql.shuffle.partitions": str(config.spark.shuffle_partitions),
         "spark.sql.streaming.forceDeleteTempCheckpointLocation": "true",
-        "spark.databricks.delta.merge.repartitionBeforeWrite.enabled": "true",
         "spark.databricks.delta.autoCompact.enabled": "true",
     }
     if config.spark.master:

@@ -49,27 +49,38 @@ def validate_records(records: DataFrame, limits: Limits) -> DataFrame:
     return probed.select(*kept, _reasons(F.col(names.KAFKA_TS), limits).alias(REASONS), *_typed_fields())
 
 
-_PATHS = [spec.name for spec in contract.FIELDS] + [
-    names.CONTEXT,
-    names.SCHEMA_VERSION,
-    *(f"{names.CONTEXT}.{spec.name}" for spec in contract.CONTEXT_FIELDS),
-]
+# Which views of each field the rules and the typed output read; probing only those halves the
+# VARIANT work per record.
+_VIEWS_BY_KIND = {
+    "string": ("text",),
+    "integer": ("integer", "number"),
+    "number": ("number",),
+    "timestamp": ("text", "integer"),
+}
+_PROBED: dict[str, tuple[str, ...]] = {
+    **{spec.name: _VIEWS_BY_KIND[spec.kind] for spec in contract.FIELDS},
+    names.CONTEXT: (),
+    names.SCHEMA_VERSION: ("integer",),
+    **{f"{names.CONTEXT}.{spec.name}": _VIEWS_BY_KIND[spec.kind] for spec in contract.CONTEXT_FIELDS},
+}
+_SQL_TYPES = {"text": "string", "number": "double", "integer": "bigint"}
 
 
 def _probes() -> list[Column]:
-    """One column per (field, view): JSON type, text, number, integer; plus the event time."""
+    """One column per (field, view) the rules need: JSON type, text, number, integer; plus event time."""
     exactly_one_value = (
         f"try_variant_get({VARIANT}, '$[1]', 'int') = 0 AND variant_get({VARIANT}, '$[2]', 'variant') IS NULL"
     )
     root = f"schema_of_variant(variant_get({VARIANT}, '{ROOT}', 'variant'))"
     cols = [F.expr(f"CASE WHEN {exactly_one_value} THEN {root} END").alias(_probe("root", "type"))]
-    for path in _PATHS:
+    for path, views in _PROBED.items():
         lookup = f"variant_get({VARIANT}, '{ROOT}.{path}', 'variant')"
+        cols.append(F.expr(f"schema_of_variant({lookup})").alias(_probe(path, "type")))
         cols += [
-            F.expr(f"schema_of_variant({lookup})").alias(_probe(path, "type")),
-            F.expr(f"try_variant_get({VARIANT}, '{ROOT}.{path}', 'string')").alias(_probe(path, "text")),
-            F.expr(f"try_variant_get({VARIANT}, '{ROOT}.{path}', 'double')").alias(_probe(path, "number")),
-            F.expr(f"try_variant_get({VARIANT}, '{ROOT}.{path}', 'bigint')").alias(_probe(path, "integer")),
+            F.expr(f"try_variant_get({VARIANT}, '{ROOT}.{path}', '{_SQL_TYPES[view]}')").alias(
+                _probe(path, view)
+            )
+            for view in views
         ]
     kind, text = F.col(_probe(names.EVENT_TS, "type")), F.col(_probe(names.EVENT_TS, "text"))
     iso = F.when(

@@ -1,0 +1,1 @@
+"""GDPR erasure: record requests, erase a user from every table that holds them, vacuum, audit."""

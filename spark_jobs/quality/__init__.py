@@ -1,0 +1,1 @@
+"""Data quality gates: Great Expectations suites (``expectations/*.json``) over real Delta data."""

@@ -1,0 +1,190 @@
+"""The Airflow DAGs: they import cleanly, follow the house rules, and really run.
+
+Airflow lives in its own virtualenv (``.venv-airflow``, built by ``infra/airflow/setup.sh`` when
+missing) with a temporary SQLite Airflow home; the DAGs' tasks call the project's CLI and
+spark-submit against a temporary lakehouse, exactly as on a developer machine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from spark_jobs.common import names
+from spark_jobs.common.config import Config
+from tests.drift_scenarios import AT, write_scenario
+
+pytestmark = [pytest.mark.airflow, pytest.mark.integration]
+
+ROOT = Path(__file__).resolve().parents[2]
+AIRFLOW_VENV = ROOT / ".venv-airflow"
+DAG_IDS = {"recsys_drift_monitor", "recsys_retrain", "recsys_maintenance"}
+
+DAGBAG_SCRIPT = """
+import json, sys
+sys.path.insert(0, sys.argv[1])  # the scheduler puts the DAGs folder on sys.path the same way
+from airflow.models.dagbag import DagBag
+bag = DagBag(dag_folder=sys.argv[1], include_examples=False)
+print(json.dumps({
+    "errors": {k: str(v) for k, v in bag.import_errors.items()},
+    "dags": {
+        d.dag_id: {
+            "tags": sorted(d.tags), "catchup": d.catchup, "doc_md": bool(d.doc_md),
+            "schedule": str(d.timetable.summary),
+            "tasks": {t.task_id: {"retries": t.retries, "owner": t.owner} for t in d.tasks},
+        }
+        for d in bag.dags.values()
+    },
+}))
+"""
+
+
+@pytest.fixture(scope="session")
+def airflow_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Environment of an initialised Airflow: venv built if missing, fresh SQLite home migrated."""
+    home = tmp_path_factory.mktemp("airflow_home")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RECSYS_", "AIRFLOW"))}
+    env.update(
+        AIRFLOW_HOME=str(home),
+        AIRFLOW__CORE__DAGS_FOLDER=str(ROOT / "dags"),
+        AIRFLOW__CORE__LOAD_EXAMPLES="False",
+        AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{home}/airflow.db",
+        AIRFLOW__LOGGING__LOGGING_LEVEL="WARNING",
+        AIRFLOW_CONN_SPARK_RECSYS=json.dumps({"conn_type": "spark", "host": "local[2]"}),
+        AIRFLOW_VAR_RECSYS_PROJECT_ROOT=str(ROOT),
+        PYTHONPATH=str(ROOT / "dags"),  # what the dag processor does with the bundle root
+    )
+    setup = subprocess.run(
+        ["bash", str(ROOT / "infra" / "airflow" / "setup.sh")],
+        check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert setup.returncode == 0, setup.stderr[-3000:]
+    return env
+
+
+def _airflow(env: dict[str, str], *args: str, timeout: int = 600) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(AIRFLOW_VENV / "bin" / "airflow"), *args],
+        check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+    )
+
+
+def test_dagbag_imports_and_house_rules(airflow_env: dict[str, str]) -> None:
+    result = subprocess.run(
+        [str(AIRFLOW_VENV / "bin" / "python"), "-c", DAGBAG_SCRIPT, str(ROOT / "dags")],
+        check=False,
+        env=airflow_env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    bag = json.loads(result.stdout.strip().splitlines()[-1])
+    assert bag["errors"] == {}
+    assert set(bag["dags"]) == DAG_IDS
+    for dag_id, dag in bag["dags"].items():
+        assert "recsys" in dag["tags"], dag_id
+        assert dag["catchup"] is False, dag_id
+        assert dag["doc_md"], dag_id
+        for task_id, task in dag["tasks"].items():
+            assert task["retries"] >= 1, (dag_id, task_id)
+            assert task["owner"] == "recsys-data", (dag_id, task_id)
+    assert bag["dags"]["recsys_drift_monitor"]["tasks"].keys() == {
+        "quality_gate",
+        "drift_check",
+        "trigger_retrain",
+    }
+
+
+def _lakehouse_env(airflow_env: dict[str, str], config: Config) -> dict[str, str]:
+    return {
+        **airflow_env,
+        "RECSYS_HOME": config.lakehouse_root,
+        "RECSYS_SPARK_MASTER": "local[2]",
+        "RECSYS_SPARK__SHUFFLE_PARTITIONS": "2",
+        "RECSYS_SPARK__UI_ENABLED": "false",
+        "RECSYS_SPARK__DRIVER_MEMORY": "1g",
+        "RECSYSDRIFT_MIN_EVENTS": "50",
+    }
+
+
+def _task_states(airflow_env: dict[str, str], dag_id: str) -> tuple[str, dict[str, str]]:
+    db = Path(airflow_env["AIRFLOW_HOME"]) / "airflow.db"
+    with sqlite3.connect(db) as conn:
+        (run_id,) = conn.execute(
+            "SELECT run_id FROM dag_run WHERE dag_id = ? ORDER BY id DESC LIMIT 1", (dag_id,)
+        ).fetchone()
+        rows = conn.execute(
+            "SELECT task_id, state FROM task_instance WHERE dag_id = ? AND run_id = ?", (dag_id, run_id)
+        ).fetchall()
+    return run_id, dict(rows)
+
+
+def _triggered_runs(airflow_env: dict[str, str]) -> list[tuple[str, str]]:
+    db = Path(airflow_env["AIRFLOW_HOME"]) / "airflow.db"
+    with sqlite3.connect(db) as conn:
+        return conn.execute("SELECT run_id, conf FROM dag_run WHERE dag_id = 'recsys_retrain'").fetchall()
+
+
+def _drifted_metrics(spark, config: Config, run_id: str) -> set[str]:
+    reports = spark.read.format("delta").load(config.table_path(names.DRIFT_REPORTS))
+    return {r.metric for r in reports.where(f"run_id = '{run_id}' AND drifted").collect()}
+
+
+def test_drift_monitor_triggers_retraining_on_planted_drift(
+    spark, fresh_lakehouse: Config, airflow_env: dict[str, str]
+) -> None:
+    config = fresh_lakehouse
+    write_scenario(spark, config, drifted=True, at=AT)
+    before = _triggered_runs(airflow_env)
+
+    result = _airflow(
+        _lakehouse_env(airflow_env, config), "dags", "test", "recsys_drift_monitor", AT.isoformat()
+    )
+
+    assert result.returncode == 0, (result.stdout + result.stderr)[-5000:]
+    run_id, states = _task_states(airflow_env, "recsys_drift_monitor")
+    assert states == {"quality_gate": "success", "drift_check": "success", "trigger_retrain": "success"}
+    triggered = [r for r in _triggered_runs(airflow_env) if r not in before]
+    assert [r for r, _ in triggered] == [f"drift__{run_id}"]
+    assert _drifted_metrics(spark, config, run_id) == {
+        "item_popularity.psi",
+        "item_popularity.js",
+        "event_type_mix.psi",
+        "event_type_mix.js",
+    }
+
+
+def test_drift_monitor_stays_quiet_without_drift(
+    spark, fresh_lakehouse: Config, airflow_env: dict[str, str]
+) -> None:
+    config = fresh_lakehouse
+    at = AT + timedelta(days=1)  # another logical date: another DAG run
+    write_scenario(spark, config, drifted=False, at=at)
+    before = _triggered_runs(airflow_env)
+
+    result = _airflow(
+        _lakehouse_env(airflow_env, config), "dags", "test", "recsys_drift_monitor", at.isoformat()
+    )
+
+    assert result.returncode == 0, (result.stdout + result.stderr)[-5000:]
+    run_id, states = _task_states(airflow_env, "recsys_drift_monitor")
+    assert states == {"quality_gate": "success", "drift_check": "skipped", "trigger_retrain": "skipped"}
+    assert _triggered_runs(airflow_env) == before
+    assert _drifted_metrics(spark, config, run_id) == set()
+    quality = spark.read.format("delta").load(config.table_path(names.QUALITY_RESULTS))
+    assert [(r.run_id, r.suite, r.status) for r in quality.collect()] == [(run_id, "silver_events", "passed")]
