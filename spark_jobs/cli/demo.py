@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from spark_jobs.cli.args import positive_int
 from spark_jobs.common import console, names
 from spark_jobs.common.config import get_config
 from spark_jobs.common.errors import RecsysError, UsageError
@@ -26,7 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--source", choices=("synthetic", "movielens"), default="synthetic")
     parser.add_argument("--path", type=Path, help="MovieLens 100k folder (with --source movielens)")
-    parser.add_argument("--events", type=_positive, default=20_000, help="synthetic events (default 20000)")
+    parser.add_argument(
+        "--events", type=positive_int, default=20_000, help="synthetic events (default 20000)"
+    )
     parser.add_argument("--keep-stack", action="store_true", help="leave the broker running at the end")
     parser.set_defaults(handler=run)
 
@@ -121,13 +124,3 @@ def _sql_in_new_process(query: str, fmt: str = "table") -> str:
     if result.returncode != 0:
         raise RecsysError(f"recsys sql failed in a new process: {result.stderr.strip().splitlines()[-1:]}")
     return result.stdout
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value

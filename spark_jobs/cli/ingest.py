@@ -27,9 +27,7 @@ def run(args: argparse.Namespace) -> int:
     console.step(f"starting Spark ({config.spark.master or 'cluster'})")
     spark = build_session(config, app_name="recsys-ingest")
     if not args.once:
-        console.step(
-            f"streaming {config.kafka.topic} every {config.ingest.trigger_interval}; Ctrl-C to stop"
-        )
+        console.step(f"streaming {config.kafka.topic} every {config.ingest.trigger_interval}; Ctrl-C to stop")
         job.run_continuous(spark, config, on_progress=console.info)
         return 0
     console.step(f"ingesting what is in {config.kafka.topic} at {config.kafka.bootstrap_servers}")

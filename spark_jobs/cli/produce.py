@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from spark_jobs.cli.args import positive_int
 from spark_jobs.common import console, names
 from spark_jobs.common.config import Config, get_config
 from spark_jobs.common.errors import RecsysError, UsageError
@@ -49,9 +50,9 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         "start time, the same events and ids) and send its sessions. Without --rate the events "
         "form recent history ending now; with --rate they are played in real time.",
     )
-    syn.add_argument("--users", type=_positive_int, default=1000, help="users (default 1000)")
-    syn.add_argument("--items", type=_positive_int, default=500, help="items (default 500)")
-    syn.add_argument("--events", type=_positive_int, default=100_000, help="records to send (default 100000)")
+    syn.add_argument("--users", type=positive_int, default=1000, help="users (default 1000)")
+    syn.add_argument("--items", type=positive_int, default=500, help="items (default 500)")
+    syn.add_argument("--events", type=positive_int, default=100_000, help="records to send (default 100000)")
     syn.add_argument(
         "--rate",
         type=_positive_float,
@@ -86,7 +87,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         type=_positive_float,
         help="compress event-time gaps by this factor (default: as fast as possible)",
     )
-    ml.add_argument("--limit", type=_positive_int, help="send only the first N ratings")
+    ml.add_argument("--limit", type=positive_int, help="send only the first N ratings")
     _add_no_catalog(ml)
     ml.set_defaults(handler=_run_movielens)
 
@@ -328,18 +329,6 @@ def _add_no_catalog(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="do not load recsys.items / recsys.users (no Spark start)",
     )
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = float(text.replace("_", ""))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if not value.is_integer():
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}")
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be greater than 0, got {text}")
-    return int(value)
 
 
 def _positive_float(text: str) -> float:

@@ -10,6 +10,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
+from spark_jobs.cli.args import positive_int
 from spark_jobs.common import console
 from spark_jobs.common.config import get_config
 from spark_jobs.common.errors import RecsysError
@@ -24,15 +25,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Run Spark SQL over the lakehouse (tables as recsys.<name>). Progress goes to "
         "stderr, results to stdout: csv and json are safe to pipe.",
     )
-    parser.add_argument(
-        "query", help='e.g. "select event_type, count(*) from recsys.events group by 1"'
-    )
-    parser.add_argument(
-        "--format", choices=FORMATS, default="table", help="output format (default: table)"
-    )
-    parser.add_argument(
-        "--limit", type=_positive, default=1000, help="most rows to print (default 1000)"
-    )
+    parser.add_argument("query", help='e.g. "select event_type, count(*) from recsys.events group by 1"')
+    parser.add_argument("--format", choices=FORMATS, default="table", help="output format (default: table)")
+    parser.add_argument("--limit", type=positive_int, default=1000, help="most rows to print (default 1000)")
     parser.set_defaults(handler=run)
 
 
@@ -65,10 +60,7 @@ def execute(spark: Any, query: str, limit: int) -> tuple[list[str], list[tuple[A
 def render(columns: list[str], rows: list[tuple[Any, ...]], fmt: str) -> str:
     """Text for people (``table``) or scripts (``csv`` with header, ``json`` one object per line)."""
     if fmt == "table":
-        return (
-            console.render_table(columns, rows)
-            + f"\n({len(rows)} row{'s' if len(rows) != 1 else ''})\n"
-        )
+        return console.render_table(columns, rows) + f"\n({len(rows)} row{'s' if len(rows) != 1 else ''})\n"
     if fmt == "csv":
         import io
 
@@ -78,8 +70,7 @@ def render(columns: list[str], rows: list[tuple[Any, ...]], fmt: str) -> str:
         writer.writerows([[_plain(v) for v in row] for row in rows])
         return out.getvalue()
     return "".join(
-        json.dumps(dict(zip(columns, (_plain(v) for v in row), strict=True)), ensure_ascii=False)
-        + "\n"
+        json.dumps(dict(zip(columns, (_plain(v) for v in row), strict=True)), ensure_ascii=False) + "\n"
         for row in rows
     )
 
@@ -93,14 +84,4 @@ def _plain(value: Any) -> Any:
         return {k: _plain(v) for k, v in value.asDict().items()}
     if isinstance(value, list | tuple):
         return [_plain(v) for v in value]
-    return value
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
     return value
