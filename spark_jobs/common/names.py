@@ -23,6 +23,12 @@ DRIFT_REPORTS = "drift_reports"
 QUALITY_RESULTS = "quality_results"
 ERASURE_REQUESTS = "erasure_requests"
 ERASURE_AUDIT = "erasure_audit"
+# Every list the scorer served (append-only exposure log): CTR per A/B variant is computed from it.
+RECOMMENDATION_LOG = "recommendation_log"
+
+# Views over the tables (created with the tables, in the same database).
+VIEW_USER_TOP_N = "user_top_n"
+VIEW_CTR_BY_VARIANT = "ctr_by_variant"
 
 ALL_TABLES = (
     EVENTS_BRONZE,
@@ -37,6 +43,7 @@ ALL_TABLES = (
     QUALITY_RESULTS,
     ERASURE_REQUESTS,
     ERASURE_AUDIT,
+    RECOMMENDATION_LOG,
 )
 
 # Registered MLflow models.
@@ -74,6 +81,17 @@ KAFKA_TS = "kafka_ts"
 # Streaming query names (also the names of their checkpoint folders).
 QUERY_BRONZE = "ingest_bronze"
 QUERY_SILVER = "ingest_silver"
+QUERY_FEATURES = "features"
+QUERY_SCORER = "scorer"
+
+# Serving table columns (recommendations / recommendation_log) beyond the event fields.
+RANK = "rank"
+SCORE = "score"
+MODEL_VERSION = "model_version"
+VARIANT = "variant"
+GENERATED_AT = "generated_at"
+VARIANT_CHAMPION = "champion"
+VARIANT_CHALLENGER = "challenger"
 
 
 def qualified(table: str, database: str = DATABASE) -> str:
