@@ -1,0 +1,1 @@
+"""Serving: the streaming scorer that keeps ``recsys.recommendations`` fresh, and its tables."""
