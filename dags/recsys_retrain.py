@@ -8,10 +8,12 @@ scorer refresh -> serving quality**.
 * `quality_gate` submits `recsys quality` on silver events and the training interactions;
   a failing critical suite stops the run before anything reaches the registry.
 * `train` runs `recsys train --once`: fits ALS and the XGBoost ranker on silver, logs to MLflow
-  and registers the new versions of `recsys_als` / `recsys_ranker` as `challenger`; the
-  promotion gate (model validation thresholds, code next to the training) moves `champion`.
-* `refresh_scores` rescoring all active users (`recsys score --once`) and `serving_quality`
-  (the serving suite) make sure the table users read is complete and consistent.
+  and registers the new versions of `recsys_als` / `recsys_ranker` as `challenger` (tagged with
+  their training window, drift's reference); the promotion gate (model validation thresholds,
+  code next to the training) moves `champion`. When the gate keeps the champion, the task ends
+  *skipped* (`--exit-on-kept`), and so do the next two: nothing served changed.
+* `refresh_scores` rescoring all active users with the new champion (`recsys score --once`) and
+  `serving_quality` (the serving suite) make sure the table users read is complete and consistent.
 
 Reruns are safe: runs are keyed on `run_id`, registrations and results are idempotent.
 """
@@ -21,7 +23,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from airflow.sdk import dag
-from recsys_tasks import DEFAULT_ARGS, INTERVAL_END, RUN_ID, recsys_cli, spark_job
+from recsys_tasks import DEFAULT_ARGS, EXIT_SKIP, INTERVAL_END, RUN_ID, recsys_cli, spark_job
 
 
 @dag(
@@ -48,7 +50,9 @@ def recsys_retrain() -> None:
         "--at",
         INTERVAL_END,
     )
-    train = recsys_cli("train", "train", "--once")
+    train = recsys_cli(
+        "train", "train", "--once", "--exit-on-kept", str(EXIT_SKIP), skip_on_exit_code=EXIT_SKIP
+    )
     refresh_scores = recsys_cli("refresh_scores", "score", "--once")
     serving_quality = spark_job(
         "serving_quality", "quality", "--suite", "serving", "--run-id", RUN_ID, "--at", INTERVAL_END

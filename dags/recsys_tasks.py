@@ -3,25 +3,43 @@
 DAG tasks never import the project's code into Airflow (Airflow lives in its own virtualenv,
 ``.venv-airflow``, because its pins conflict with the project's). They call it from outside:
 
-* ``spark_job(...)``  a ``SparkSubmitOperator`` that submits the package's CLI entry point
-  (``spark_jobs/cli/main.py``) with ``spark-submit``: the Spark jobs (quality, erasure).
+* ``spark_job(...)``  the Spark jobs (quality, erasure, maintenance): the package's CLI entry point
+  (``spark_jobs/cli/main.py``) submitted with ``spark-submit`` (``SparkSubmitOperator``), or, when
+  ``AIRFLOW_VAR_RECSYS_ENV=cluster``, run on Databricks as a ``spark_python_task`` with the
+  project's wheel installed (``DatabricksSubmitRunOperator``). Same entry point, same arguments.
 * ``recsys_cli(...)`` a ``BashOperator`` running ``.venv/bin/recsys ...``: CLI calls whose exit
-  code carries meaning (``recsys drift``) or that manage their own Spark session.
+  code carries meaning (``recsys drift``, ``recsys train --exit-on-kept``) or that manage their own
+  Spark session. They run where Airflow runs, in both environments.
 
-Everything that differs per machine comes from the environment, read when a DAG file is parsed
-(no I/O): ``AIRFLOW_VAR_RECSYS_PROJECT_ROOT`` (the checkout), ``AIRFLOW_VAR_RECSYS_VENV`` (its virtualenv),
-``AIRFLOW_VAR_RECSYS_SPARK_CONN_ID`` (Airflow connection giving the master, default ``spark_recsys``),
-``AIRFLOW_VAR_RECSYS_SPARK_SUBMIT`` (the spark-submit binary, default the one pyspark ships in the venv).
+Everything that differs per machine comes from the environment (Airflow reads ``AIRFLOW_VAR_*``
+as Variables too), read when a DAG file is parsed (no I/O):
+
+* ``AIRFLOW_VAR_RECSYS_PROJECT_ROOT`` (the checkout), ``AIRFLOW_VAR_RECSYS_VENV`` (its virtualenv),
+  ``AIRFLOW_VAR_RECSYS_SPARK_CONN_ID`` (Airflow connection giving the master, default ``spark_recsys``),
+  ``AIRFLOW_VAR_RECSYS_SPARK_SUBMIT`` (the spark-submit binary, default the one pyspark ships in the venv).
+* ``AIRFLOW_VAR_RECSYS_ENV``: ``local`` (default, spark-submit) or ``cluster`` (Databricks), and for
+  ``cluster``: ``AIRFLOW_VAR_RECSYS_DATABRICKS_CLUSTER_ID`` (an existing all-purpose cluster; its
+  environment must set ``RECSYS_ENV=cluster`` and ``RECSYS_HOME``) or
+  ``AIRFLOW_VAR_RECSYS_DATABRICKS_NEW_CLUSTER`` (a job cluster's ``new_cluster`` JSON, as in the
+  Jobs API; ``RECSYS_ENV=cluster`` is added to its ``spark_env_vars``), one of them required;
+  ``AIRFLOW_VAR_RECSYS_DATABRICKS_CONN_ID`` (default ``databricks_default``),
+  ``AIRFLOW_VAR_RECSYS_DATABRICKS_PYTHON_FILE`` (a copy of ``spark_jobs/cli/main.py`` in DBFS or the
+  workspace) and ``AIRFLOW_VAR_RECSYS_DATABRICKS_WHEEL`` (the project's wheel, ``pip wheel .``).
 """
 
 from __future__ import annotations
 
+import json
 import os
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.providers.standard.operators.bash import BashOperator
+
+if TYPE_CHECKING:
+    from airflow.sdk import BaseOperator
 
 PROJECT_ROOT = Path(os.environ.get("AIRFLOW_VAR_RECSYS_PROJECT_ROOT") or Path(__file__).resolve().parents[1])
 VENV = Path(os.environ.get("AIRFLOW_VAR_RECSYS_VENV") or PROJECT_ROOT / ".venv")
@@ -32,6 +50,17 @@ CLI_APPLICATION = str(PROJECT_ROOT / "spark_jobs" / "cli" / "main.py")
 # Delta + Kafka connector, resolved by spark-submit (the app cannot add packages once launched).
 # Kept equal to spark_jobs.common.spark.PACKAGES; tests/unit/test_bundle.py checks it.
 SPARK_PACKAGES = "io.delta:delta-spark_2.13:4.0.0,org.apache.spark:spark-sql-kafka-0-10_2.13:4.0.0"
+
+# Where the Spark jobs run: "local" (spark-submit, the master of SPARK_CONN_ID) or "cluster" (Databricks).
+RECSYS_ENV = os.environ.get("AIRFLOW_VAR_RECSYS_ENV") or "local"
+DATABRICKS_CONN_ID = os.environ.get("AIRFLOW_VAR_RECSYS_DATABRICKS_CONN_ID") or "databricks_default"
+DATABRICKS_CLUSTER_ID = os.environ.get("AIRFLOW_VAR_RECSYS_DATABRICKS_CLUSTER_ID", "")
+DATABRICKS_NEW_CLUSTER = os.environ.get("AIRFLOW_VAR_RECSYS_DATABRICKS_NEW_CLUSTER", "")
+DATABRICKS_PYTHON_FILE = os.environ.get("AIRFLOW_VAR_RECSYS_DATABRICKS_PYTHON_FILE") or "dbfs:/recsys/main.py"
+DATABRICKS_WHEEL = (
+    os.environ.get("AIRFLOW_VAR_RECSYS_DATABRICKS_WHEEL")
+    or "dbfs:/recsys/recsys_lakehouse-0.1.0-py3-none-any.whl"
+)
 
 # The end of the run's data interval: every task keys its work on it, never on "now".
 INTERVAL_END = "{{ (data_interval_end or logical_date or dag_run.run_after).isoformat() }}"
@@ -57,8 +86,13 @@ def task_env() -> dict[str, str]:
     return {"PYSPARK_PYTHON": python, "PYSPARK_DRIVER_PYTHON": python}
 
 
-def spark_job(task_id: str, *args: str, **kwargs: object) -> SparkSubmitOperator:
-    """Submit ``recsys <args>`` as a Spark application (client mode, master from the connection)."""
+def spark_job(task_id: str, *args: str, **kwargs: Any) -> BaseOperator:
+    """Run ``recsys <args>`` as a Spark application: on Databricks when ``RECSYS_ENV`` is
+    ``cluster``, else submitted with spark-submit (client mode, master from the connection)."""
+    if RECSYS_ENV == "cluster":
+        return databricks_job(task_id, *args, **kwargs)
+    if RECSYS_ENV != "local":
+        raise ValueError(f"AIRFLOW_VAR_RECSYS_ENV={RECSYS_ENV!r}: use local or cluster")
     return SparkSubmitOperator(
         task_id=task_id,
         application=CLI_APPLICATION,
@@ -68,6 +102,46 @@ def spark_job(task_id: str, *args: str, **kwargs: object) -> SparkSubmitOperator
         packages=SPARK_PACKAGES,
         name=f"recsys-{task_id}",
         env_vars=task_env(),
+        **kwargs,
+    )
+
+
+def databricks_cluster() -> dict[str, Any]:
+    """The cluster part of a Databricks run: the configured existing cluster, else a job cluster.
+
+    Raises ``ValueError`` (an import error the DAG list shows) when neither is configured.
+    """
+    if DATABRICKS_CLUSTER_ID:
+        return {"existing_cluster_id": DATABRICKS_CLUSTER_ID}
+    if not DATABRICKS_NEW_CLUSTER:
+        raise ValueError(
+            "AIRFLOW_VAR_RECSYS_ENV=cluster needs AIRFLOW_VAR_RECSYS_DATABRICKS_CLUSTER_ID or "
+            "AIRFLOW_VAR_RECSYS_DATABRICKS_NEW_CLUSTER (new_cluster JSON)"
+        )
+    try:
+        cluster = json.loads(DATABRICKS_NEW_CLUSTER)
+    except ValueError as err:
+        raise ValueError(f"AIRFLOW_VAR_RECSYS_DATABRICKS_NEW_CLUSTER is not JSON: {err}") from None
+    if not isinstance(cluster, dict):
+        raise ValueError("AIRFLOW_VAR_RECSYS_DATABRICKS_NEW_CLUSTER must be a JSON object")
+    cluster["spark_env_vars"] = {"RECSYS_ENV": "cluster", **cluster.get("spark_env_vars", {})}
+    return {"new_cluster": cluster}
+
+
+def databricks_job(task_id: str, *args: str, **kwargs: Any) -> BaseOperator:
+    """``recsys <args>`` on Databricks: ``main.py`` as a ``spark_python_task``, the wheel as its library.
+
+    The provider is imported here, not at the top: the local environment does not need it.
+    """
+    from airflow.providers.databricks.operators.databricks import DatabricksSubmitRunOperator
+
+    return DatabricksSubmitRunOperator(
+        task_id=task_id,
+        databricks_conn_id=DATABRICKS_CONN_ID,
+        run_name=f"recsys-{task_id}",
+        spark_python_task={"python_file": DATABRICKS_PYTHON_FILE, "parameters": list(args)},
+        libraries=[{"whl": DATABRICKS_WHEEL}],
+        **databricks_cluster(),
         **kwargs,
     )
 

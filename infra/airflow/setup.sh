@@ -14,7 +14,12 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 VENV="${AIRFLOW_VENV:-$ROOT/.venv-airflow}"
 LAKEHOUSE="${RECSYS_HOME:-${RECSYS_LAKEHOUSE_ROOT:-$ROOT/lakehouse}}"
 AIRFLOW_VERSION="3.1.3"
-STAMP="$VENV/.installed-airflow-$AIRFLOW_VERSION"
+# Providers the DAGs use: Spark (spark-submit, the local environment) and Databricks
+# (AIRFLOW_VAR_RECSYS_ENV=cluster). 7.x supports Airflow >= 2.10, so 3.1; installed in one
+# resolution with apache-airflow pinned, so nothing can move Airflow itself.
+PROVIDERS=("apache-airflow-providers-apache-spark" "apache-airflow-providers-databricks==7.23.0")
+# The stamp names the install: changing the version or the providers re-runs it (incrementally).
+STAMP="$VENV/.installed-airflow-$AIRFLOW_VERSION-$(printf '%s\n' "${PROVIDERS[@]}" | cksum | cut -d' ' -f1)"
 
 export AIRFLOW_HOME="${AIRFLOW_HOME:-$LAKEHOUSE/_airflow}"
 export AIRFLOW__CORE__DAGS_FOLDER="${AIRFLOW__CORE__DAGS_FOLDER:-$ROOT/dags}"
@@ -46,7 +51,7 @@ if [[ ! -f "$STAMP" ]]; then
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install -q uv
   "$VENV/bin/uv" pip install --python "$VENV/bin/python" -q \
-    "apache-airflow==$AIRFLOW_VERSION" "apache-airflow-providers-apache-spark"
+    "apache-airflow==$AIRFLOW_VERSION" "${PROVIDERS[@]}"
   touch "$STAMP"
 fi
 

@@ -2,7 +2,10 @@
 gate the challenger against the champion, print the metrics table.
 
 Without ``--once`` the command retrains every ``--interval-min`` minutes while new events keep
-arriving (the DAG runs it with ``--once``).
+arriving (the DAG runs it with ``--once``). ``--exit-on-kept CODE`` makes "the gate kept the
+champion" an exit code, so a scheduler refreshes the served lists only when the champion changed
+(the retrain DAG maps it to "skipped"); on Databricks the same signal is the task value
+``promoted`` (infra/databricks/databricks.yml).
 """
 
 from __future__ import annotations
@@ -10,10 +13,19 @@ from __future__ import annotations
 import argparse
 import logging
 import time
+from typing import TYPE_CHECKING
 
+from spark_jobs.cli.drift import publish_task_value
 from spark_jobs.common import console
 from spark_jobs.common.config import get_config
 from spark_jobs.common.errors import UsageError
+
+if TYPE_CHECKING:
+    from spark_jobs.training.gate import GateDecision
+
+# Databricks task value: whether the champion changed (the bundle's condition task reads it; a
+# wheel task cannot signal through its exit code without failing).
+TASK_VALUE_PROMOTED = "promoted"
 
 
 def _train_once(spark, config, args: argparse.Namespace):  # -> TrainingReport
@@ -59,12 +71,19 @@ def _handle(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, format="    %(message)s")
     if args.interval_min <= 0:
         raise UsageError("--interval-min must be positive")
+    if args.exit_on_kept is not None:
+        if not args.once or args.no_register:
+            raise UsageError("--exit-on-kept needs --once and a registry (not --no-register)")
+        if not 1 <= args.exit_on_kept <= 255:
+            raise UsageError(f"--exit-on-kept must be an exit code 1..255, got {args.exit_on_kept}")
     config = get_config()
     console.step("starting Spark")
     spark = training_session(config)
     report = _train_once(spark, config, args)
     if args.once:
-        return 0
+        promoted = report.decision is not None and report.decision.promote
+        publish_task_value(TASK_VALUE_PROMOTED, "true" if promoted else "false")
+        return exit_code(report.decision, args.exit_on_kept)
     from pyspark.sql import functions as F
 
     from spark_jobs.common import names
@@ -76,6 +95,13 @@ def _handle(args: argparse.Namespace) -> int:
         count = spark.table(config.table(names.EVENTS)).agg(F.count(F.lit(1))).first()[0]
         if count != last_events:
             last_events = _train_once(spark, config, args).n_events
+
+
+def exit_code(decision: GateDecision | None, exit_on_kept: int | None) -> int:
+    """0, or ``exit_on_kept`` when it is set and the gate did not promote (the champion stays)."""
+    if exit_on_kept is not None and (decision is None or not decision.promote):
+        return exit_on_kept
+    return 0
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -100,4 +126,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--quick", action="store_true", help="small ALS grid (demos, tests)")
     parser.add_argument("--no-register", action="store_true", help="evaluate only; log nothing")
+    parser.add_argument(
+        "--exit-on-kept",
+        type=int,
+        metavar="CODE",
+        help="with --once: exit with CODE when the gate kept the champion (0 when it promoted); "
+        "Airflow maps it to 'skipped' so the scores are refreshed only for a new champion",
+    )
     parser.set_defaults(handler=_handle)

@@ -1,7 +1,10 @@
-"""Pure Spark transforms: the distributions drift compares, as small count tables.
+"""Pure Spark transforms: the distributions drift compares, as small count tables, and the live
+quality of what was served (CTR, nDCG of the served lists).
 
 Each function takes the events of one window (already cut by ``in_window``) and returns a
-DataFrame ``(bucket string, n double)`` small enough to collect; no I/O, no clock.
+DataFrame small enough to collect (``(bucket string, n double)`` for distributions); no I/O, no
+clock. "Served" rows are ``recsys.recommendation_log`` (every list served) or, on lakehouses
+without it, ``recsys.recommendations``: ``user_id, item_id, rank, generated_at``.
 """
 
 from __future__ import annotations
@@ -20,6 +23,11 @@ N = "n"
 ACTIVITY_EDGES = (2, 3, 6, 11, 21, 51)
 CLICK_TYPES = ("click", "like", "purchase")
 IMPRESSION_TYPES = ("view",)
+RATING_TYPE = "rating"
+POSITIVE_RATING = 4.0  # a rating at least this high says "liked", like a click
+NDCG_K = 10
+NDCG = "ndcg"
+LISTS = "lists"
 
 
 def _require(df: DataFrame, columns: tuple[str, ...], where: str) -> None:
@@ -83,15 +91,78 @@ def score_bucket_counts(scores: DataFrame, edges: list[float], column: str = "sc
 
 
 def click_through(events: DataFrame, served: DataFrame) -> DataFrame:
-    """Impressions and clicks on served (user, item) pairs: one row ``(impressions, clicks)``."""
-    _require(events, (names.USER_ID, names.ITEM_ID, names.EVENT_TYPE), "click_through")
-    _require(served, (names.USER_ID, names.ITEM_ID), "click_through(served)")
-    pairs = served.select(names.USER_ID, names.ITEM_ID).distinct()
-    hits = events.join(pairs, [names.USER_ID, names.ITEM_ID], "inner")
+    """Impressions and clicks on served (user, item) pairs: one row ``(impressions, clicks)``.
+
+    An event counts when its item had been served to its user before it (at or after the pair's
+    first ``generated_at``): what the user did *with* a recommendation, not before it existed.
+    """
+    _require(events, (names.USER_ID, names.ITEM_ID, names.EVENT_TYPE, names.EVENT_TS), "click_through")
+    _require(served, (names.USER_ID, names.ITEM_ID, names.GENERATED_AT), "click_through(served)")
+    pairs = served.groupBy(names.USER_ID, names.ITEM_ID).agg(F.min(names.GENERATED_AT).alias("_first_served"))
+    hits = events.join(pairs, [names.USER_ID, names.ITEM_ID], "inner").where(
+        F.col(names.EVENT_TS) >= F.col("_first_served")
+    )
     return hits.agg(
         F.sum(F.col(names.EVENT_TYPE).isin(*IMPRESSION_TYPES).cast("long")).alias("impressions"),
         F.sum(F.col(names.EVENT_TYPE).isin(*CLICK_TYPES).cast("long")).alias("clicks"),
     )
+
+
+def positive_events(events: DataFrame, min_rating: float = POSITIVE_RATING) -> DataFrame:
+    """Events that say the user liked the item: a click, like or purchase, or a rating >= ``min_rating``."""
+    _require(events, (names.EVENT_TYPE, names.VALUE), "positive_events")
+    rated = (F.col(names.EVENT_TYPE) == RATING_TYPE) & (F.col(names.VALUE) >= F.lit(min_rating))
+    return events.where(F.col(names.EVENT_TYPE).isin(*CLICK_TYPES) | rated)
+
+
+def list_ndcg(
+    served: DataFrame, events: DataFrame, k: int = NDCG_K, min_rating: float = POSITIVE_RATING
+) -> DataFrame:
+    """nDCG@k of every served list against what its user liked *after* it was served.
+
+    A list is the rows of one user with one ``generated_at`` (ranks 1..). Its relevant items are
+    the distinct items of the user's ``positive_events`` strictly after ``generated_at`` (the
+    caller cuts ``events`` to the window, so "after, within the window"), binary gains:
+    ``DCG = sum over hits at rank r <= k of 1 / log2(r + 1)``, the ideal DCG ranks
+    ``min(k, #relevant)`` hits first. Lists whose user liked nothing afterwards have no nDCG and
+    are left out, as users without test items are in offline evaluation.
+    Returns ``(user_id, generated_at, ndcg)``.
+    """
+    _require(served, (names.USER_ID, names.ITEM_ID, names.RANK, names.GENERATED_AT), "list_ndcg(served)")
+    _require(events, (names.USER_ID, names.ITEM_ID, names.EVENT_TS), "list_ndcg")
+    key = [names.USER_ID, names.GENERATED_AT]
+    lists = served.where(F.col(names.RANK) <= k).select(*key, names.RANK, names.ITEM_ID)
+    liked = positive_events(events, min_rating).select(
+        names.USER_ID, names.ITEM_ID, F.col(names.EVENT_TS).alias("_liked_at")
+    )
+    relevant = (
+        lists.select(*key)
+        .distinct()
+        .join(liked, names.USER_ID)
+        .where(F.col("_liked_at") > F.col(names.GENERATED_AT))
+        .select(*key, names.ITEM_ID)
+        .distinct()
+    )
+    n_relevant = relevant.groupBy(*key).agg(F.count(F.lit(1)).alias("_n_relevant"))
+    dcg = (
+        lists.join(relevant, [*key, names.ITEM_ID], "inner")
+        .groupBy(*key)
+        .agg(F.sum(1.0 / F.log2(F.col(names.RANK) + 1)).alias("_dcg"))
+    )
+    ideal = F.aggregate(
+        F.sequence(F.lit(1), F.least(F.col("_n_relevant"), F.lit(k))),
+        F.lit(0.0),
+        lambda acc, r: acc + 1.0 / F.log2(r + 1),
+    )
+    return n_relevant.join(dcg, key, "left").select(
+        *key, (F.coalesce(F.col("_dcg"), F.lit(0.0)) / ideal).alias(NDCG)
+    )
+
+
+def mean_ndcg(per_list: DataFrame) -> DataFrame:
+    """One row ``(lists, ndcg)``: how many lists had relevant items, and their mean nDCG (null if none)."""
+    _require(per_list, (NDCG,), "mean_ndcg")
+    return per_list.agg(F.count(F.lit(1)).alias(LISTS), F.avg(NDCG).alias(NDCG))
 
 
 def collect_counts(counts: DataFrame) -> dict[str, float]:

@@ -3,8 +3,10 @@
 ``run_drift`` is the I/O shell: it cuts the windows, collects the small count tables of
 ``distributions``, compares them with the pure ``metrics``, MERGEs one row per metric into
 ``recsys.drift_reports`` (key ``(run_id, metric)``: a retried run replaces its rows) and saves one
-plot per distribution. Sources that do not exist yet (no items, no serving table, first run
-without a champion) give rows with status ``skipped`` and a reason, never an error.
+plot per distribution. Live quality of what was served comes from the exposure log (CTR of
+served items, nDCG@10 of the served lists against what users liked afterwards). Sources that do
+not exist yet (no items, no serving table, first run without a champion) give rows with status
+``skipped`` and a reason, never an error.
 """
 
 from __future__ import annotations
@@ -26,7 +28,9 @@ from spark_jobs.drift import metrics as M
 from spark_jobs.drift.settings import DriftSettings
 
 STATUS_OK, STATUS_DRIFTED, STATUS_SKIPPED = "ok", "drifted", "skipped"
-GENERATED_AT = "generated_at"
+GENERATED_AT = names.GENERATED_AT
+CTR_METRIC = "live_ctr.relative_drop"
+NDCG_METRIC = "live_ndcg.relative_drop"
 
 DRIFT_REPORTS_SCHEMA = T.StructType(
     [
@@ -223,19 +227,28 @@ def _serving_rows(
     settings: DriftSettings,
     plot_dir: Path | None,
 ) -> list[MetricRow]:
-    """Champion score distribution and live CTR, from the serving table when it exists."""
-    recs = _table(spark, config, names.RECOMMENDATIONS)
-    if recs is None or GENERATED_AT not in recs.columns:
+    """Champion score distribution, live CTR and live nDCG of the served lists.
+
+    Served lists come from ``recsys.recommendation_log`` (every list served), or from
+    ``recsys.recommendations`` (the current lists only) where the log does not exist yet.
+    """
+    served, source = _served(spark, config)
+    if served is None:
         reason = f"{config.table(names.RECOMMENDATIONS)} does not exist yet (no champion serving)"
         return [
             *skipped_rows("champion_score", settings, reason),
-            MetricRow("live_ctr.relative_drop", None, settings.ctr_drop_threshold, STATUS_SKIPPED, reason),
+            MetricRow(CTR_METRIC, None, settings.ctr_drop_threshold, STATUS_SKIPPED, reason),
+            MetricRow(NDCG_METRIC, None, settings.ndcg_drop_threshold, STATUS_SKIPPED, reason),
         ]
     rows: list[MetricRow] = []
-    ref_recs = D.in_window(recs, GENERATED_AT, _naive(windows.reference_start), _naive(windows.reference_end))
-    cur_recs = D.in_window(recs, GENERATED_AT, _naive(windows.current_start), _naive(windows.current_end))
-    if "score" not in recs.columns or ref_recs.limit(1).count() == 0 or cur_recs.limit(1).count() == 0:
-        rows += skipped_rows("champion_score", settings, "no recommendations generated in one of the windows")
+    ref_recs = D.in_window(
+        served, GENERATED_AT, _naive(windows.reference_start), _naive(windows.reference_end)
+    )
+    cur_recs = D.in_window(served, GENERATED_AT, _naive(windows.current_start), _naive(windows.current_end))
+    if "score" not in served.columns or ref_recs.limit(1).count() == 0 or cur_recs.limit(1).count() == 0:
+        rows += skipped_rows(
+            "champion_score", settings, f"no recommendations generated in one of the windows ({source})"
+        )
     else:
         probabilities = [i / settings.score_bins for i in range(1, settings.score_bins)]
         edges = sorted(set(ref_recs.approxQuantile("score", probabilities, 0.001)))
@@ -247,39 +260,87 @@ def _serving_rows(
         rows += distribution_rows(
             "champion_score", comparison, settings, _plot(plot_dir, "champion_score", comparison)
         )
-    rows.append(_ctr_row(events, recs, windows, settings))
+    rows.append(_ctr_row(events, served, windows, settings, source))
+    rows.append(_ndcg_row(events, served, windows, settings, source))
     return rows
 
 
+def _served(spark: SparkSession, config: Config) -> tuple[DataFrame | None, str]:
+    """Every served list (the exposure log), else the current lists; None when neither exists."""
+    for table in (names.RECOMMENDATION_LOG, names.RECOMMENDATIONS):
+        frame = _table(spark, config, table)
+        if frame is not None and GENERATED_AT in frame.columns:
+            return frame, config.table(table)
+    return None, ""
+
+
+def _window_pairs(windows: Windows) -> tuple[tuple[datetime, datetime], tuple[datetime, datetime]]:
+    return (
+        (_naive(windows.reference_start), _naive(windows.reference_end)),
+        (_naive(windows.current_start), _naive(windows.current_end)),
+    )
+
+
 def _ctr_row(
-    events: DataFrame | None, recs: DataFrame, windows: Windows, settings: DriftSettings
+    events: DataFrame | None, served: DataFrame, windows: Windows, settings: DriftSettings, source: str
 ) -> MetricRow:
-    metric = "live_ctr.relative_drop"
+    """Relative drop of the CTR of served items (clicks / views after the item was served)."""
     if events is None:
-        return MetricRow(metric, None, settings.ctr_drop_threshold, STATUS_SKIPPED, "no events table")
+        return MetricRow(CTR_METRIC, None, settings.ctr_drop_threshold, STATUS_SKIPPED, "no events table")
     rates = []
-    for start, end in (
-        (windows.reference_start, windows.reference_end),
-        (windows.current_start, windows.current_end),
-    ):
-        row = D.click_through(D.in_window(events, names.EVENT_TS, _naive(start), _naive(end)), recs).first()
+    for start, end in _window_pairs(windows):
+        row = D.click_through(D.in_window(events, names.EVENT_TS, start, end), served).first()
         impressions, clicks = (row["impressions"] or 0, row["clicks"] or 0) if row else (0, 0)
         rates.append((impressions, clicks))
     (ref_imp, ref_clk), (cur_imp, cur_clk) = rates
     if min(ref_imp, cur_imp) == 0:
         return MetricRow(
-            metric,
+            CTR_METRIC,
             None,
             settings.ctr_drop_threshold,
             STATUS_SKIPPED,
-            f"no impressions of served items (reference {ref_imp}, current {cur_imp})",
+            f"no impressions of served items (reference {ref_imp}, current {cur_imp}; {source})",
         )
     ref_ctr, cur_ctr = ref_clk / ref_imp, cur_clk / cur_imp
     return judge(
-        metric,
+        CTR_METRIC,
         M.relative_drop(ref_ctr, cur_ctr),
         settings.ctr_drop_threshold,
-        f"CTR reference {ref_ctr:.4f} ({ref_imp} impressions), current {cur_ctr:.4f} ({cur_imp})",
+        f"CTR reference {ref_ctr:.4f} ({ref_imp} impressions), current {cur_ctr:.4f} ({cur_imp}); {source}",
+    )
+
+
+def _ndcg_row(
+    events: DataFrame | None, served: DataFrame, windows: Windows, settings: DriftSettings, source: str
+) -> MetricRow:
+    """Relative drop of the mean live nDCG@k of the lists served in each window (``list_ndcg``)."""
+    if events is None:
+        return MetricRow(NDCG_METRIC, None, settings.ndcg_drop_threshold, STATUS_SKIPPED, "no events table")
+    means = []
+    for start, end in _window_pairs(windows):
+        per_list = D.list_ndcg(
+            D.in_window(served, GENERATED_AT, start, end),
+            D.in_window(events, names.EVENT_TS, start, end),
+            settings.ndcg_k,
+            settings.positive_rating,
+        )
+        row = D.mean_ndcg(per_list).first()
+        means.append((int(row[D.LISTS]), float(row[D.NDCG] or 0.0)) if row else (0, 0.0))
+    (ref_lists, ref_ndcg), (cur_lists, cur_ndcg) = means
+    if min(ref_lists, cur_lists) == 0:
+        return MetricRow(
+            NDCG_METRIC,
+            None,
+            settings.ndcg_drop_threshold,
+            STATUS_SKIPPED,
+            f"no served list followed by a liked item (reference {ref_lists}, current {cur_lists}; {source})",
+        )
+    return judge(
+        NDCG_METRIC,
+        M.relative_drop(ref_ndcg, cur_ndcg),
+        settings.ndcg_drop_threshold,
+        f"nDCG@{settings.ndcg_k} reference {ref_ndcg:.4f} ({ref_lists} lists), current {cur_ndcg:.4f} "
+        f"({cur_lists}); {source}",
     )
 
 
@@ -328,9 +389,10 @@ def write_report(spark: SparkSession, config: Config, report: DriftReport, check
 def champion_reference_window(config: Config) -> tuple[datetime, datetime] | None:
     """The training window recorded with the champion (model version tags), if any.
 
-    Reads tags ``train_window_start`` / ``train_window_end`` (ISO-8601) of the ``champion``
-    version of ``recsys_als``. No registry, no champion (first run) or no tags: None, and the
-    default reference window applies.
+    Reads the tags ``recsys train`` sets (``train_window_start`` / ``train_window_end``, ISO-8601
+    UTC; ``spark_jobs.training.registry.window_tags``) of the ``champion`` version of
+    ``recsys_als``. No registry, no champion (first run) or no tags: None, and the default
+    reference window applies.
     """
     uri = config.tracking_uri
     if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
@@ -338,14 +400,12 @@ def champion_reference_window(config: Config) -> tuple[datetime, datetime] | Non
     try:
         from mlflow.tracking import MlflowClient
 
-        version = MlflowClient(tracking_uri=uri).get_model_version_by_alias(
+        from spark_jobs.training.registry import window_from_tags
+
+        version = MlflowClient(tracking_uri=uri, registry_uri=uri).get_model_version_by_alias(
             names.MODEL_ALS, names.ALIAS_CHAMPION
         )
-        tags = version.tags or {}
-        start, end = tags.get("train_window_start"), tags.get("train_window_end")
-        if not start or not end:
-            return None
-        return datetime.fromisoformat(start), datetime.fromisoformat(end)
+        return window_from_tags(version.tags or {})
     except Exception:
         return None
 

@@ -23,7 +23,9 @@ class DriftSettings:
 
     ``psi_threshold`` 0.2 is the conventional "significant shift"; ``js_threshold`` 0.1 bits is
     of the same order for the distributions we compare. ``ctr_drop_threshold``: relative drop of
-    live CTR that counts as drift. A window with fewer than ``min_events`` events is *skipped*
+    live CTR that counts as drift; ``ndcg_drop_threshold`` the same for the live nDCG@``ndcg_k``
+    of the served lists (a rating counts as liked from ``positive_rating``). A window with fewer
+    than ``min_events`` events is *skipped*
     (too little data to judge), never reported as drift. Without a reference window recorded
     with the champion, the reference is the ``reference_hours`` before the current window.
     """
@@ -31,6 +33,9 @@ class DriftSettings:
     psi_threshold: float = 0.2
     js_threshold: float = 0.1
     ctr_drop_threshold: float = 0.3
+    ndcg_drop_threshold: float = 0.3
+    ndcg_k: int = 10
+    positive_rating: float = 4.0
     current_hours: float = 24.0
     reference_hours: float = 168.0
     min_events: int = 50

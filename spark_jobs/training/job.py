@@ -56,7 +56,8 @@ class TrainingInputs:
     users: pd.DataFrame | None
     context: pd.DataFrame | None
     n_events: int
-    reference_ts: Any
+    reference_ts: Any  # the newest event time read: the end of the training window
+    first_ts: Any  # the oldest: its start
 
 
 @dataclass
@@ -93,7 +94,9 @@ def load_inputs(
             hint="produce and ingest events first (recsys ingest --once)",
         )
     events = spark.table(config.table(names.EVENTS))
-    stats = events.agg(F.count(F.lit(1)).alias("n"), F.max(names.EVENT_TS).alias("ref")).first()
+    stats = events.agg(
+        F.count(F.lit(1)).alias("n"), F.min(names.EVENT_TS).alias("first"), F.max(names.EVENT_TS).alias("ref")
+    ).first()
     if stats is None or not stats["n"]:
         raise TrainingDataError(
             f"table {config.table(names.EVENTS)} is empty",
@@ -113,7 +116,7 @@ def load_inputs(
         cols = [USER_ID, *(c for c in USER_PROFILE_COLUMNS if c in user_df.columns)]
         users = user_df.select(*cols).toPandas()
     context = user_context(events).toPandas()
-    return TrainingInputs(interactions, items, users, context, int(stats["n"]), stats["ref"])
+    return TrainingInputs(interactions, items, users, context, int(stats["n"]), stats["ref"], stats["first"])
 
 
 def _headline(table: pd.DataFrame, model: str) -> dict[str, float]:
@@ -195,7 +198,13 @@ def run_training(
                 "reference_ts": str(inputs.reference_ts),
             }
             logged = registry.log_training_run(
-                model, metrics, params, plots, {"metrics": table, "als_search": model.search}
+                model,
+                metrics,
+                params,
+                plots,
+                {"metrics": table, "als_search": model.search},
+                # The events' window (the holdout is carved out of it): what drift compares with.
+                version_tags=registry.window_tags(inputs.first_ts, inputs.reference_ts),
             )
         run_id, versions = logged.run_id, logged.versions
         mark_challengers(client, versions)

@@ -16,6 +16,7 @@ import logging
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,10 @@ from spark_jobs.training.ranker import RankerModel, RankerParams, detect_acceler
 log = logging.getLogger(__name__)
 
 FACTORS_ARTIFACT = "factors"
+# Model version tags with the event-time window a version was trained on; drift compares the live
+# data with it (spark_jobs.drift.job.champion_reference_window).
+TAG_WINDOW_START = "train_window_start"
+TAG_WINDOW_END = "train_window_end"
 PIP_REQUIREMENTS = ("mlflow==3.6.0", "numpy<2.3", "pandas<3", "xgboost==3.1.2", "scikit-learn<1.8")
 
 
@@ -117,9 +122,11 @@ def log_training_run(
     plots: Mapping[str, Path] = {},
     tables: Mapping[str, pd.DataFrame] = {},
     register: bool = True,
+    version_tags: Mapping[str, str] = {},
 ) -> LoggedRun:
     """Log one training run (params, metrics, plots, tables, both models) and register them.
 
+    ``version_tags`` go on every registered version (``window_tags``: the training window).
     Call ``setup_tracking`` first. Non-finite metrics are skipped (MLflow rejects NaN in SQLite).
     """
     accel = detect_accelerator()
@@ -136,6 +143,7 @@ def log_training_run(
             versions.update(_log_als(model.factors, register))
         if model.ranker is not None:
             versions.update(_log_ranker(model.ranker, model, register))
+        tag_versions(mlflow.MlflowClient(), versions, version_tags)
         return LoggedRun(run.info.run_id, versions)
 
 
@@ -187,6 +195,45 @@ def _feature_example(model: TrainedRecommender) -> pd.DataFrame:
         model.matrix, model.sources, model.factors, users, model.side, config=model.settings.candidates
     )
     return cands[list(FEATURE_COLUMNS)].head(5).astype(np.float32)
+
+
+def window_tags(start: datetime, end: datetime) -> dict[str, str]:
+    """The training window as version tags, ISO-8601 in UTC with an explicit offset.
+
+    Naive timestamps are taken as the process's local time, which is how PySpark returns
+    ``TimestampType`` values from ``collect``; the offset makes the tags mean the same instants
+    to every reader (``window_from_tags``), whatever its zone.
+    """
+    return {
+        TAG_WINDOW_START: start.astimezone(UTC).isoformat(),
+        TAG_WINDOW_END: end.astimezone(UTC).isoformat(),
+    }
+
+
+def window_from_tags(tags: Mapping[str, str]) -> tuple[datetime, datetime] | None:
+    """``(start, end)`` (UTC-aware) from a version's tags; None when absent or unreadable.
+
+    A tag without an offset (written by hand) is read as UTC.
+    """
+    start, end = tags.get(TAG_WINDOW_START), tags.get(TAG_WINDOW_END)
+    if not start or not end:
+        return None
+    try:
+        window = datetime.fromisoformat(start), datetime.fromisoformat(end)
+    except ValueError:
+        return None
+    return _utc(window[0]), _utc(window[1])
+
+
+def tag_versions(client: Any, versions: Mapping[str, str], tags: Mapping[str, str]) -> None:
+    """Set ``tags`` on every ``{model_name: version}`` (idempotent: a tag is overwritten)."""
+    for model_name, version in versions.items():
+        for key, value in tags.items():
+            client.set_model_version_tag(model_name, str(version), key, value)
+
+
+def _utc(ts: datetime) -> datetime:
+    return ts.astimezone(UTC) if ts.tzinfo else ts.replace(tzinfo=UTC)
 
 
 def champion_versions(client: Any, alias: str = names.ALIAS_CHAMPION) -> dict[str, str]:

@@ -19,6 +19,7 @@ import pytest
 from spark_jobs.common import names
 from spark_jobs.common.config import Config
 from tests.drift_scenarios import AT, write_scenario
+from tests.training_events import write_events
 
 pytestmark = [pytest.mark.airflow, pytest.mark.integration]
 
@@ -37,12 +38,39 @@ print(json.dumps({
         d.dag_id: {
             "tags": sorted(d.tags), "catchup": d.catchup, "doc_md": bool(d.doc_md),
             "schedule": str(d.timetable.summary),
-            "tasks": {t.task_id: {"retries": t.retries, "owner": t.owner} for t in d.tasks},
+            "tasks": {
+                t.task_id: {
+                    "retries": t.retries,
+                    "owner": t.owner,
+                    "operator": type(t).__name__,
+                    **{
+                        k: getattr(t, k)
+                        for k in ("spark_python_task", "libraries", "existing_cluster_id", "new_cluster")
+                        if hasattr(t, k)
+                    },
+                }
+                for t in d.tasks
+            },
         }
         for d in bag.dags.values()
     },
 }))
 """
+SPARK_TASKS = {  # (dag, task) -> the recsys arguments its Spark job runs with
+    ("recsys_drift_monitor", "quality_gate"): ["quality", "--suite", "silver_events"],
+    ("recsys_retrain", "quality_gate"): [
+        "quality",
+        "--suite",
+        "silver_events",
+        "--suite",
+        "training_interactions",
+    ],
+    ("recsys_retrain", "serving_quality"): ["quality", "--suite", "serving"],
+    ("recsys_maintenance", "process_erasures"): ["forget", "--pending"],
+    ("recsys_maintenance", "optimize"): ["maintain", "--optimize"],
+    ("recsys_maintenance", "vacuum"): ["maintain", "--vacuum", "--retain-hours", "168"],
+}
+KEYED_ON_RUN = ["--run-id", "{{ run_id }}", "--at"]  # quality tasks add these (and the interval end)
 
 
 @pytest.fixture(scope="session")
@@ -83,17 +111,21 @@ def _airflow(env: dict[str, str], *args: str, timeout: int = 600) -> subprocess.
     )
 
 
-def test_dagbag_imports_and_house_rules(airflow_env: dict[str, str]) -> None:
+def _dagbag(env: dict[str, str]) -> dict:
     result = subprocess.run(
         [str(AIRFLOW_VENV / "bin" / "python"), "-c", DAGBAG_SCRIPT, str(ROOT / "dags")],
         check=False,
-        env=airflow_env,
+        env=env,
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    bag = json.loads(result.stdout.strip().splitlines()[-1])
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_dagbag_imports_and_house_rules(airflow_env: dict[str, str]) -> None:
+    bag = _dagbag(airflow_env)
     assert bag["errors"] == {}
     assert set(bag["dags"]) == DAG_IDS
     for dag_id, dag in bag["dags"].items():
@@ -108,6 +140,65 @@ def test_dagbag_imports_and_house_rules(airflow_env: dict[str, str]) -> None:
         "drift_check",
         "trigger_retrain",
     }
+    assert bag["dags"]["recsys_retrain"]["tasks"].keys() == {
+        "quality_gate",
+        "train",
+        "refresh_scores",
+        "serving_quality",
+    }
+    assert bag["dags"]["recsys_maintenance"]["tasks"].keys() == {
+        "process_erasures",
+        "optimize",
+        "vacuum",
+        "clean_leftovers",
+    }
+    for dag_id, task_id in SPARK_TASKS:  # locally, Spark jobs go through spark-submit
+        assert bag["dags"][dag_id]["tasks"][task_id]["operator"] == "SparkSubmitOperator", (dag_id, task_id)
+
+
+def test_spark_jobs_run_on_databricks_in_the_cluster_environment(airflow_env: dict[str, str]) -> None:
+    cluster = {
+        "spark_version": "17.3.x-scala2.13",
+        "num_workers": 2,
+        "spark_env_vars": {"RECSYS_HOME": "dbfs:/r"},
+    }
+    env = {
+        **airflow_env,
+        "AIRFLOW_VAR_RECSYS_ENV": "cluster",
+        "AIRFLOW_VAR_RECSYS_DATABRICKS_NEW_CLUSTER": json.dumps(cluster),
+        "AIRFLOW_VAR_RECSYS_DATABRICKS_PYTHON_FILE": "dbfs:/recsys/main.py",
+        "AIRFLOW_VAR_RECSYS_DATABRICKS_WHEEL": "dbfs:/recsys/recsys_lakehouse-0.1.0-py3-none-any.whl",
+    }
+
+    bag = _dagbag(env)
+
+    assert bag["errors"] == {}
+    for (dag_id, task_id), args in SPARK_TASKS.items():
+        task = bag["dags"][dag_id]["tasks"][task_id]
+        assert task["operator"] == "DatabricksSubmitRunOperator", (dag_id, task_id)
+        assert task["spark_python_task"]["python_file"] == "dbfs:/recsys/main.py"
+        parameters = task["spark_python_task"]["parameters"]
+        expected = [*args, *KEYED_ON_RUN] if args[0] == "quality" else args
+        assert parameters[: len(expected)] == expected, (dag_id, task_id)
+        assert len(parameters) == len(expected) + (1 if args[0] == "quality" else 0)
+        assert task["libraries"] == [{"whl": "dbfs:/recsys/recsys_lakehouse-0.1.0-py3-none-any.whl"}]
+        assert task["new_cluster"] == {
+            **cluster,
+            "spark_env_vars": {"RECSYS_ENV": "cluster", "RECSYS_HOME": "dbfs:/r"},
+        }
+        assert task["existing_cluster_id"] is None
+    # Tasks whose exit code means something stay where Airflow runs.
+    assert bag["dags"]["recsys_retrain"]["tasks"]["train"]["operator"] == "BashOperator"
+    assert bag["dags"]["recsys_drift_monitor"]["tasks"]["drift_check"]["operator"] == "BashOperator"
+
+    # An existing cluster wins over a job cluster; neither is an import error that says what to set.
+    existing = _dagbag({**env, "AIRFLOW_VAR_RECSYS_DATABRICKS_CLUSTER_ID": "0101-abc"})
+    task = existing["dags"]["recsys_maintenance"]["tasks"]["optimize"]
+    assert (task["existing_cluster_id"], task["new_cluster"]) == ("0101-abc", None)
+    broken = _dagbag({k: v for k, v in env.items() if k != "AIRFLOW_VAR_RECSYS_DATABRICKS_NEW_CLUSTER"})
+    assert broken["errors"] and all(
+        "AIRFLOW_VAR_RECSYS_DATABRICKS_CLUSTER_ID" in e for e in broken["errors"].values()
+    )
 
 
 def _lakehouse_env(airflow_env: dict[str, str], config: Config) -> dict[str, str]:
@@ -188,3 +279,44 @@ def test_drift_monitor_stays_quiet_without_drift(
     assert _drifted_metrics(spark, config, run_id) == set()
     quality = spark.read.format("delta").load(config.table_path(names.QUALITY_RESULTS))
     assert [(r.run_id, r.suite, r.status) for r in quality.collect()] == [(run_id, "silver_events", "passed")]
+
+
+@pytest.mark.timeout(2400)  # four Spark applications in a row: quality, train, score, quality
+def test_retrain_trains_promotes_and_refreshes_the_scores(
+    spark, fresh_lakehouse: Config, airflow_env: dict[str, str], movielens_dir: Path
+) -> None:
+    import mlflow
+
+    from spark_jobs.evaluation import movielens
+
+    config = fresh_lakehouse
+    at = AT + timedelta(days=2)  # a logical date no other run of these tests uses
+    ratings = movielens.load_ratings(movielens_dir)
+    # Arrived an hour before the run (the silver quality suite judges the last day's arrivals);
+    # real MovieLens signal, so the first challenger beats popularity and becomes the champion.
+    write_events(spark, config, ratings.loc[ratings["user_id"].astype(int) <= 80], at - timedelta(hours=1))
+
+    result = _airflow(
+        _lakehouse_env(airflow_env, config), "dags", "test", "recsys_retrain", at.isoformat(), timeout=2100
+    )
+
+    assert result.returncode == 0, (result.stdout + result.stderr)[-5000:]
+    _, states = _task_states(airflow_env, "recsys_retrain")
+    assert states == {
+        "quality_gate": "success",
+        "train": "success",  # promoted: exit 0, not the "champion kept" code
+        "refresh_scores": "success",
+        "serving_quality": "success",
+    }
+    client = mlflow.MlflowClient(tracking_uri=config.tracking_uri, registry_uri=config.tracking_uri)
+    for model in (names.MODEL_ALS, names.MODEL_RANKER):
+        champion = client.get_model_version_by_alias(model, names.ALIAS_CHAMPION)
+        assert str(champion.version) == "1"
+        assert {"train_window_start", "train_window_end"} <= set(champion.tags)
+    recs = spark.read.format("delta").load(config.table_path(names.RECOMMENDATIONS))
+    served = recs.groupBy("user_id").count().collect()
+    assert served, "refresh_scores wrote no recommendations"
+    assert {r.user_id for r in served} <= {str(u) for u in range(1, 81)}
+    assert {r.model_version for r in recs.select("model_version").distinct().collect()} == {
+        "als:v1+ranker:v1"
+    }

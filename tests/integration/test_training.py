@@ -3,7 +3,6 @@ MLflow (real SQLite store) -> aliases and the promotion gate."""
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -12,43 +11,16 @@ import pandas as pd
 import pytest
 
 from spark_jobs.common import names
-from spark_jobs.common.spark import register_tables
-from spark_jobs.contract.events import silver_schema
+from spark_jobs.drift.job import champion_reference_window
 from spark_jobs.evaluation import movielens
 from spark_jobs.training.als import AlsParams
 from spark_jobs.training.job import TrainingDataError, run_training
 from spark_jobs.training.pipeline import TrainSettings
+from tests.training_events import write_events
 
 pytestmark = [pytest.mark.spark, pytest.mark.integration]
 
 SETTINGS = TrainSettings(grid=(AlsParams(rank=16, reg_param=0.3, alpha=1.0, max_iter=5),))
-
-
-def write_events(spark, config, ratings: pd.DataFrame) -> None:
-    now = datetime(2024, 1, 1, tzinfo=UTC)
-    rows = []
-    for r in ratings.itertuples(index=False):
-        ts = datetime.fromtimestamp(int(r.timestamp), tz=UTC)
-        rows.append(
-            (
-                str(uuid.UUID(int=len(rows) + 1)),
-                "rating",
-                str(r.user_id),
-                str(r.item_id),
-                None,
-                ts,
-                None,
-                None,
-                float(r.rating),
-                ("desktop", "US", None, ts.hour),
-                1,
-                ts.date(),
-                now,
-            )
-        )
-    frame = spark.createDataFrame(rows, schema=silver_schema())
-    frame.write.format("delta").mode("overwrite").save(config.table_path(names.EVENTS))
-    register_tables(spark, config)
 
 
 def alias_version(client, model: str, alias: str) -> str:
@@ -60,7 +32,8 @@ def test_train_registers_both_models_and_gates_champion(spark, fresh_lakehouse, 
     with pytest.raises(TrainingDataError, match="does not exist"):
         run_training(spark, config, SETTINGS)
     ratings = movielens.load_ratings(movielens_dir)
-    write_events(spark, config, ratings.loc[ratings["user_id"].astype(int) <= 80])
+    ratings = ratings.loc[ratings["user_id"].astype(int) <= 80]
+    write_events(spark, config, ratings)
 
     first = run_training(spark, config, SETTINGS)
     assert set(first.table["model"]) == {"popularity", "als", "hybrid"}
@@ -76,6 +49,15 @@ def test_train_registers_both_models_and_gates_champion(spark, fresh_lakehouse, 
     for model in (names.MODEL_ALS, names.MODEL_RANKER):
         assert alias_version(client, model, names.ALIAS_CHALLENGER) == "1"
         assert alias_version(client, model, names.ALIAS_CHAMPION) == "1"
+    # Both versions carry the events' time window; drift reads the champion's back unchanged.
+    window = tuple(
+        datetime.fromtimestamp(int(t), tz=UTC)
+        for t in (ratings["timestamp"].min(), ratings["timestamp"].max())
+    )
+    for model in (names.MODEL_ALS, names.MODEL_RANKER):
+        tags = client.get_model_version(model, "1").tags
+        assert (tags["train_window_start"], tags["train_window_end"]) == tuple(t.isoformat() for t in window)
+    assert champion_reference_window(config) == window
     run = client.get_run(first.run_id)
     assert config.artifact_root in run.info.artifact_uri  # not ./mlruns of the cwd
     assert run.data.metrics["hybrid_ndcg"] == pytest.approx(hybrid["ndcg"])

@@ -38,6 +38,7 @@ def test_planted_drift_is_detected_and_recorded(spark, fresh_lakehouse: Config, 
         "champion_score.psi": "skipped",  # no serving table yet
         "champion_score.js": "skipped",
         "live_ctr.relative_drop": "skipped",
+        "live_ndcg.relative_drop": "skipped",
     }
     assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == [
         "event_type_mix.png",
@@ -45,10 +46,10 @@ def test_planted_drift_is_detected_and_recorded(spark, fresh_lakehouse: Config, 
         "user_activity.png",
     ]
     stored = spark.read.format("delta").load(config.table_path(names.DRIFT_REPORTS))
-    assert stored.count() == 11
+    assert stored.count() == 12
     # A rerun of the same run MERGEs onto its rows.
     run_drift(spark, config, "r1", AT, SETTINGS, plot_dir=None)
-    assert stored.count() == 11
+    assert stored.count() == 12
     assert {r.metric for r in stored.where("drifted").collect()} == {
         "item_popularity.psi",
         "item_popularity.js",

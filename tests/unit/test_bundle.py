@@ -88,6 +88,14 @@ def test_condition_task_reads_the_value_drift_publishes() -> None:
     assert tasks["trigger_retrain"]["depends_on"] == [{"task_key": "drifted", "outcome": "true"}]
 
 
+def test_scores_are_refreshed_only_when_train_promoted() -> None:
+    from spark_jobs.cli.train import TASK_VALUE_PROMOTED
+
+    tasks = {t["task_key"]: t for t in _bundle()["resources"]["jobs"]["recsys_retrain"]["tasks"]}
+    assert tasks["promoted"]["condition_task"]["left"] == f"{{{{tasks.train.values.{TASK_VALUE_PROMOTED}}}}}"
+    assert tasks["refresh_scores"]["depends_on"] == [{"task_key": "promoted", "outcome": "true"}]
+
+
 def test_dag_helper_submits_the_packages_the_session_factory_uses() -> None:
     from spark_jobs.common.spark import PACKAGES
 
