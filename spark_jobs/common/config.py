@@ -65,6 +65,8 @@ class SparkSettings:
     catalog: str = "embedded"
     ui_enabled: bool = True
     log_level: str = "WARN"
+    # Port of the local Spark Thrift server (JDBC/ODBC, `recsys stack up --sql`), on localhost only.
+    sql_port: int = 10000
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,51 @@ class IngestSettings:
     max_id_length: int = 128
     max_future_skew_hours: float = 24.0
     dedup_horizon_hours: int = 72
+
+
+@dataclass(frozen=True)
+class ServingSettings:
+    """The streaming scorer: list size, business rules, A/B split and the trigger.
+
+    ``challenger_share`` of users (by a stable hash of the user id) are served by the
+    ``challenger`` models when they exist; ``mmr_lambda`` 1.0 is pure relevance, 0.0 pure
+    diversity; hours are the user's local ``hour_of_day`` from the event context.
+    """
+
+    top_n: int = 10
+    pool: int = 60  # ranked candidates the rules and MMR choose the top-N from
+    mmr_lambda: float = 0.7
+    max_per_category: int = 4
+    max_impressions: int = 3  # an item shown this often without a positive reaction is dropped
+    challenger_share: float = 0.2
+    active_days: float = 30.0  # --once scores users with events in the last N days of data
+    new_item_days: float = 14.0
+    peak_hours: str = "7-9,17-21"  # inclusive ranges of local hours
+    mobile_max_length_s: int = 600  # longer items are demoted on mobile at peak hours
+    mobile_long_penalty: float = 0.5
+    half_life_days: float = 90.0
+    trigger_interval: str = "1 second"
+    sources_refresh_batches: int = 30  # rebuild popularity/trend/neighbours every N batches
+    chunk_users: int = 512
+
+
+@dataclass(frozen=True)
+class FeatureSettings:
+    """Decay, window and trigger of the feature stream (``recsys.user_features`` / ``item_features``).
+
+    Half-lives are in hours of event time. ``watermark`` is how far behind the newest event time
+    an event may arrive before it counts as late; late events are still folded in (see
+    ``spark_jobs.features``). CTR is smoothed as ``(clicks + prior_clicks) / (views + prior_views)``.
+    """
+
+    trigger_interval: str = "10 seconds"
+    watermark: str = "1 hour"
+    affinity_half_life_hours: float = 168.0
+    popularity_half_life_hours: float = 168.0
+    trending_half_life_hours: float = 6.0
+    last_n: int = 20
+    ctr_prior_clicks: float = 1.0
+    ctr_prior_views: float = 20.0
 
 
 @dataclass(frozen=True)
@@ -98,7 +145,9 @@ class Config:
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
     spark: SparkSettings = field(default_factory=SparkSettings)
     ingest: IngestSettings = field(default_factory=IngestSettings)
+    features: FeatureSettings = field(default_factory=FeatureSettings)
     mlflow: MlflowSettings = field(default_factory=MlflowSettings)
+    serving: ServingSettings = field(default_factory=ServingSettings)
 
     def table_path(self, table: str) -> str:
         """Storage location of a Delta table of ``names``."""
@@ -150,6 +199,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         },
         "kafka": {"partitions": 24, "replication_factor": 3, "max_offsets_per_trigger": 2_000_000},
         "ingest": {"trigger_interval": "10 seconds"},
+        "serving": {"trigger_interval": "5 seconds", "chunk_users": 4096},
     },
 }
 
@@ -311,5 +361,33 @@ def _validate(section: Any, prefix: str) -> None:
         raise ConfigError(
             f"config key {prefix}catalog = {section.catalog!r}: use embedded or external"
         )
+    if isinstance(section, ServingSettings):
+        for name in ("mmr_lambda", "challenger_share"):
+            if not 0.0 <= getattr(section, name) <= 1.0:
+                raise ConfigError(f"config key {prefix}{name} = {getattr(section, name)} must be in [0, 1]")
+        if section.top_n < 1 or section.pool < section.top_n:
+            raise ConfigError(f"config key {prefix}pool must be at least top_n (>= 1)")
+        parse_hours(section.peak_hours, f"{prefix}peak_hours")
     if isinstance(section, KafkaSettings) and section.partitions < 1:
         raise ConfigError(f"config key {prefix}partitions must be at least 1")
+    if isinstance(section, FeatureSettings):
+        for name in ("affinity_half_life_hours", "popularity_half_life_hours", "trending_half_life_hours"):
+            if getattr(section, name) <= 0:
+                raise ConfigError(f"config key {prefix}{name} = {getattr(section, name)} must be positive")
+        if section.last_n < 1 or section.ctr_prior_views <= 0:
+            raise ConfigError(f"config keys {prefix}last_n and {prefix}ctr_prior_views must be positive")
+
+
+def parse_hours(text: str, key: str = "peak_hours") -> frozenset[int]:
+    """``"7-9,17-21"`` -> {7, 8, 9, 17, ..., 21}; a clear ``ConfigError`` for anything else."""
+    hours: set[int] = set()
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        low, _, high = part.partition("-")
+        try:
+            start, end = int(low), int(high or low)
+        except ValueError:
+            raise ConfigError(f"config key {key} = {text!r}: use hour ranges like 7-9,17-21") from None
+        if not 0 <= start <= end <= 23:
+            raise ConfigError(f"config key {key} = {text!r}: hours are 0..23, ranges low-high")
+        hours.update(range(start, end + 1))
+    return frozenset(hours)
