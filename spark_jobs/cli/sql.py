@@ -22,8 +22,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "sql",
         help="run a SQL query against the recsys tables",
-        description="Run Spark SQL over the lakehouse (tables as recsys.<name>). Progress goes to "
-        "stderr, results to stdout: csv and json are safe to pipe.",
+        description="Run Spark SQL over the lakehouse (tables as recsys.<name>, and the views "
+        "recsys.user_top_n and recsys.ctr_by_variant). Progress goes to stderr, results to stdout: "
+        "csv and json are safe to pipe. For JDBC/ODBC clients, see `recsys stack up --sql`.",
     )
     parser.add_argument("query", help='e.g. "select event_type, count(*) from recsys.events group by 1"')
     parser.add_argument("--format", choices=FORMATS, default="table", help="output format (default: table)")
@@ -52,7 +53,7 @@ def execute(spark: Any, query: str, limit: int) -> tuple[list[str], list[tuple[A
     except PySparkException as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise RecsysError(
-            f"query failed: {first}", hint="list tables with: recsys sql 'show tables in recsys'"
+            f"query failed: {first}", hint="list tables and views with: recsys sql 'show tables in recsys'"
         ) from None
     return df.columns, rows
 

@@ -1,4 +1,7 @@
-"""``recsys stack up | down | status``: the local Kafka broker, started and stopped idempotently.
+"""``recsys stack up | down | status``: the local Kafka broker and, with ``--sql``, the SQL server.
+
+Both are background processes started and stopped idempotently; the SQL server (Spark Thrift,
+JDBC/ODBC) serves the lakehouse's tables and views on ``localhost:<spark.sql_port>``.
 
 Handlers load the configuration and call ``up``, ``down`` or ``show_status``, which take a
 ``Config`` so tests can drive them against a temporary lakehouse root.
@@ -8,11 +11,15 @@ from __future__ import annotations
 
 import argparse
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from spark_jobs.common import console
 from spark_jobs.common.config import Config, get_config
 from spark_jobs.common.errors import UsageError
+from spark_jobs.sql.thrift_server import jdbc_url
+
+if TYPE_CHECKING:
+    from spark_jobs.stack.sql_server import LocalSqlServer
 
 EXIT_NOT_RUNNING = 3
 
@@ -21,9 +28,10 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     """Add ``stack`` and its actions to the ``recsys`` parser."""
     parser = subparsers.add_parser(
         "stack",
-        help="start, stop or inspect the local stack (Kafka broker)",
-        description="The local stack: one single-node Kafka broker (KRaft) whose data and logs "
-        "live under the lakehouse root (RECSYS_HOME). Every action is idempotent.",
+        help="start, stop or inspect the local stack (Kafka broker, SQL server)",
+        description="The local stack: one single-node Kafka broker (KRaft) and, on request, a "
+        "Spark Thrift server for JDBC/ODBC clients; their data and logs live under the lakehouse "
+        "root (RECSYS_HOME). Every action is idempotent.",
     )
     actions = parser.add_subparsers(dest="stack_command", metavar="ACTION", required=True)
 
@@ -31,14 +39,27 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         "up",
         help="start the broker (fetching jars on first use) and create the events topic",
         description="Start the local Kafka broker unless it already runs, then make sure the "
-        "configured topic exists. The first run fetches the broker jars with Maven.",
+        "configured topic exists. The first run fetches the broker jars with Maven. With --sql, "
+        "also start the Spark Thrift server (JDBC/ODBC) over the lakehouse.",
     )
     up_parser.add_argument(
         "--timeout", type=float, default=90.0, help="seconds to wait for the broker (default 90)"
     )
+    up_parser.add_argument(
+        "--sql",
+        action="store_true",
+        help="also start the SQL server: jdbc:hive2://localhost:<spark.sql_port>/recsys "
+        "(port 10000 unless RECSYS_SPARK__SQL_PORT says otherwise)",
+    )
+    up_parser.add_argument(
+        "--sql-timeout",
+        type=float,
+        default=180.0,
+        help="seconds to wait for the SQL server to answer (default 180)",
+    )
     up_parser.set_defaults(handler=_run_up)
 
-    down_parser = actions.add_parser("down", help="stop the broker (data is kept)")
+    down_parser = actions.add_parser("down", help="stop the SQL server and the broker (data is kept)")
     down_parser.add_argument(
         "--timeout",
         type=float,
@@ -49,13 +70,13 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
 
     status_parser = actions.add_parser(
         "status",
-        help="show whether the broker runs (exit code 0 = running, 3 = not running)",
+        help="show whether the broker and the SQL server run (exit code 0 = broker running, 3 = not running)",
     )
     status_parser.set_defaults(handler=_run_status)
 
 
 def _run_up(args: argparse.Namespace) -> int:
-    return up(get_config(), timeout_s=args.timeout)
+    return up(get_config(), timeout_s=args.timeout, sql=args.sql, sql_timeout_s=args.sql_timeout)
 
 
 def _run_down(args: argparse.Namespace) -> int:
@@ -66,8 +87,12 @@ def _run_status(args: argparse.Namespace) -> int:
     return show_status(get_config())
 
 
-def up(config: Config, timeout_s: float = 90.0) -> int:
-    """Start the broker and print the summary; raises ``StackError`` when it cannot."""
+def up(config: Config, timeout_s: float = 90.0, sql: bool = False, sql_timeout_s: float = 180.0) -> int:
+    """Start the broker (and the SQL server with ``sql``) and print the summary.
+
+    Raises ``StackError`` when a service cannot start; the broker is left running when only
+    the SQL server fails, so a retry just starts what is missing.
+    """
     from spark_jobs.stack.kafka import LocalKafka
 
     _require_local(config)
@@ -84,30 +109,50 @@ def up(config: Config, timeout_s: float = 90.0) -> int:
             f"{config.kafka.partitions}; existing topics are left as they are"
         )
     _warn_bootstrap_mismatch(config, status.bootstrap)
-    console.summary(
-        "recsys stack up",
-        [
-            ("kafka", f"running (pid {status.pid}), {how}"),
-            ("bootstrap", status.bootstrap),
-            ("topic", topic),
-            ("partitions", partitions),
-            ("data dir", status.data_dir),
-            ("log file", status.log_file),
-        ],
-        next_steps=(
-            "recsys produce synthetic      # send events to the topic",
-            "recsys ingest                 # Kafka -> bronze -> silver",
-            "recsys stack down             # stop the broker (data is kept)",
-        ),
-    )
+    rows: list[tuple[str, object]] = [
+        ("kafka", f"running (pid {status.pid}), {how}"),
+        ("bootstrap", status.bootstrap),
+        ("topic", topic),
+        ("partitions", partitions),
+        ("data dir", status.data_dir),
+        ("log file", status.log_file),
+    ]
+    next_steps = [
+        "recsys produce synthetic      # send events to the topic",
+        "recsys ingest                 # Kafka -> bronze -> silver",
+    ]
+    if sql:
+        rows += _start_sql(config, sql_timeout_s)
+        next_steps.append(f"beeline -u {jdbc_url(config)}   # or any JDBC/ODBC client")
+    next_steps.append("recsys stack down             # stop the stack (data is kept)")
+    console.summary("recsys stack up", rows, next_steps=next_steps)
     return 0
 
 
+def _start_sql(config: Config, timeout_s: float) -> list[tuple[str, object]]:
+    """Start the SQL server; the summary rows that describe it."""
+    from spark_jobs.stack.sql_server import LocalSqlServer
+
+    server = LocalSqlServer(config, progress=console.step)
+    was_running = server.status().running
+    started = time.monotonic()
+    status = server.start(timeout_s=timeout_s)
+    how = "was already up" if was_running else f"ready after {time.monotonic() - started:.1f}s"
+    return [
+        ("sql", f"running (pid {status.pid}), {how}"),
+        ("jdbc url", status.url),
+        ("sql log", status.log_file),
+    ]
+
+
 def down(config: Config, timeout_s: float = 30.0) -> int:
-    """Stop the broker if it runs; stopping a stopped stack is fine (exit 0)."""
+    """Stop the SQL server and the broker if they run; stopping a stopped stack is fine (exit 0)."""
     from spark_jobs.stack.kafka import LocalKafka
+    from spark_jobs.stack.sql_server import LocalSqlServer
 
     _require_local(config)
+    if LocalSqlServer(config, progress=console.step).stop(timeout_s=timeout_s):
+        console.step("SQL server stopped")
     broker = LocalKafka(config, progress=console.step)
     if broker.stop(timeout_s=timeout_s):
         console.step(f"Kafka broker stopped; data kept in {broker.data_dir}")
@@ -117,8 +162,9 @@ def down(config: Config, timeout_s: float = 30.0) -> int:
 
 
 def show_status(config: Config) -> int:
-    """Print the broker's state; exit code 0 when it runs, 3 when it does not (for scripts)."""
+    """Print the stack's state; exit code 0 when the broker runs, 3 when it does not (for scripts)."""
     from spark_jobs.stack.kafka import LocalKafka
+    from spark_jobs.stack.sql_server import LocalSqlServer
 
     _require_local(config)
     broker = LocalKafka(config)
@@ -136,9 +182,18 @@ def show_status(config: Config) -> int:
             ("answering", answering),
             ("data dir", status.data_dir),
             ("log file", status.log_file),
+            *_sql_status_rows(LocalSqlServer(config)),
         ],
     )
     return 0 if status.running else EXIT_NOT_RUNNING
+
+
+def _sql_status_rows(server: LocalSqlServer) -> list[tuple[str, object]]:
+    status = server.status()
+    if not status.running:
+        return [("sql", "not running (start it with `recsys stack up --sql`)")]
+    answering = "answering" if server.answers() else "not answering yet (starting?)"
+    return [("sql", f"running (pid {status.pid}), {answering}"), ("jdbc url", status.url)]
 
 
 def _require_local(config: Config) -> None:

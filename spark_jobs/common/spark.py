@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from spark_jobs.common import names
 from spark_jobs.common.config import Config
 from spark_jobs.common.errors import JavaNotFoundError
+from spark_jobs.sql.views import register_views
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -93,6 +94,7 @@ def register_tables(spark: SparkSession, config: Config) -> list[str]:
 
     With the embedded catalog the lakehouse root *is* the catalog: a table exists when its
     folder holds a Delta log. Registration is idempotent and cheap (one log read per table).
+    The views of ``spark_jobs.sql.views`` whose base tables exist are (re)created with them.
     Returns the tables registered.
     """
     spark.sql(f"CREATE DATABASE IF NOT EXISTS {config.database}")
@@ -103,6 +105,7 @@ def register_tables(spark: SparkSession, config: Config) -> list[str]:
         if _delta_table_exists(config.table_path(table)):
             register_table(spark, config, table)
             registered.append(table)
+    register_views(spark, config)
     return registered
 
 

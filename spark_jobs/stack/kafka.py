@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import fcntl
 import hashlib
-import os
 import shutil
 import signal
 import subprocess
@@ -29,7 +27,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
@@ -39,13 +37,23 @@ from spark_jobs.common.config import Config, project_root
 from spark_jobs.common.errors import BrokerUnavailableError, ConfigError, StackError, UsageError
 from spark_jobs.common.spark import java_executable
 from spark_jobs.stack.ports import LOOPBACK, accepts_connections, port_is_free
+from spark_jobs.stack.processes import (
+    command_line,
+    locked,
+    pid_alive,
+    read_pid,
+    rotate,
+    send_signal,
+    tail_file,
+    tail_text,
+    write_atomically,
+)
 
 KAFKA_VERSION = "3.9.1"  # keep in step with infra/kafka/pom.xml
 KAFKA_JAR = f"kafka_2.13-{KAFKA_VERSION}.jar"
 NODE_ID = 1
 HOST = "localhost"
 JARS_STAMP = ".complete"  # written by fetch-jars.sh: sha256 of the pom the jars came from
-LOG_TAIL_LINES = 25
 KILL_WAIT_S = 10.0
 POLL_S = 0.25
 
@@ -119,9 +127,7 @@ class LocalKafka:
     ``infra`` is the folder with ``pom.xml`` and ``fetch-jars.sh`` (default: the checkout's).
     """
 
-    def __init__(
-        self, config: Config, progress: Progress | None = None, infra: Path | None = None
-    ) -> None:
+    def __init__(self, config: Config, progress: Progress | None = None, infra: Path | None = None) -> None:
         if config.kafka.broker_port == config.kafka.controller_port:
             raise ConfigError(
                 f"kafka.broker_port and kafka.controller_port are both {config.kafka.broker_port}",
@@ -179,10 +185,10 @@ class LocalKafka:
                 self._clear_stale_pid_file()
                 return False
             self._progress(f"stopping Kafka broker (pid {pid})")
-            _signal(pid, signal.SIGTERM)
+            send_signal(pid, signal.SIGTERM)
             if not self._wait_exit(pid, timeout_s):
                 self._progress(f"no clean shutdown within {timeout_s:.0f}s; killing pid {pid}")
-                _signal(pid, signal.SIGKILL)
+                send_signal(pid, signal.SIGKILL)
                 if not self._wait_exit(pid, KILL_WAIT_S):
                     raise StackError(f"Kafka broker (pid {pid}) survived SIGKILL")
             self.pid_file.unlink(missing_ok=True)
@@ -202,8 +208,7 @@ class LocalKafka:
         if result.returncode != 0 or not self._jars_complete(lib):
             raise StackError(
                 f"could not fetch the Kafka broker jars (fetch-jars.sh exited {result.returncode})",
-                hint=_tail_text(result.stderr + result.stdout)
-                or f"run {script} by hand to see why",
+                hint=tail_text(result.stderr + result.stdout) or f"run {script} by hand to see why",
             )
         return lib
 
@@ -266,7 +271,7 @@ class LocalKafka:
         log4j = self._write_log4j_config()
         self._format_storage(java, lib, log4j)
         self._progress(f"starting Kafka {KAFKA_VERSION} broker on {self.bootstrap}")
-        _rotate(self.log_file)
+        rotate(self.log_file)
         command = [
             java,
             f"-Xmx{self.config.kafka.broker_heap}",
@@ -288,7 +293,7 @@ class LocalKafka:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # survives the CLI and its Ctrl-C
             )
-        _write_atomically(self.pid_file, f"{self._proc.pid}\n")
+        write_atomically(self.pid_file, f"{self._proc.pid}\n")
 
     def _format_storage(self, java: str, lib: Path, log4j: Path) -> None:
         """Format ``log.dirs`` once; ``meta.properties`` then keeps the cluster id for good."""
@@ -313,7 +318,7 @@ class LocalKafka:
         if result.returncode != 0:
             raise StackError(
                 f"formatting Kafka storage in {self.data_dir} failed (exit {result.returncode})",
-                hint=_tail_text(result.stdout + result.stderr),
+                hint=tail_text(result.stdout + result.stderr),
             )
 
     def _write_log4j_config(self) -> Path:
@@ -344,13 +349,13 @@ class LocalKafka:
         """A broker that missed its deadline is stopped, so it does not hold the ports."""
         pid = self._running_pid()
         if pid is not None:
-            _signal(pid, signal.SIGKILL)
+            send_signal(pid, signal.SIGKILL)
             self._wait_exit(pid, KILL_WAIT_S)
         self.pid_file.unlink(missing_ok=True)
 
     def _startup_error(self, message: str) -> StackError:
         return StackError(
-            f"{message}; last lines of {self.log_file}:\n{_tail_file(self.log_file)}",
+            f"{message}; last lines of {self.log_file}:\n{tail_file(self.log_file)}",
             hint=f"fix the cause shown above (the full log is {self.log_file}), then rerun",
         )
 
@@ -375,10 +380,10 @@ class LocalKafka:
 
     def _running_pid(self) -> int | None:
         """The pid in the pid file if that process is alive and is this root's broker."""
-        pid = _read_pid(self.pid_file)
+        pid = read_pid(self.pid_file)
         if pid is None or self._exit_code(pid) is not None:
             return None
-        command = _command_line(pid)
+        command = command_line(pid)
         if command is None or "kafka.Kafka" not in command or str(self.properties) not in command:
             return None
         return pid
@@ -389,8 +394,8 @@ class LocalKafka:
         if proc is not None and (pid is None or proc.pid == pid):
             return proc.poll()
         if pid is None:
-            pid = _read_pid(self.pid_file)
-        return -1 if pid is None or not _pid_alive(pid) else None
+            pid = read_pid(self.pid_file)
+        return -1 if pid is None or not pid_alive(pid) else None
 
     def _wait_exit(self, pid: int, timeout_s: float) -> bool:
         deadline = time.monotonic() + timeout_s
@@ -401,7 +406,7 @@ class LocalKafka:
         return self._exit_code(pid) is not None
 
     def _clear_stale_pid_file(self) -> None:
-        pid = _read_pid(self.pid_file)
+        pid = read_pid(self.pid_file)
         if self.pid_file.exists():
             self._progress(f"removing stale pid file {self.pid_file} (pid {pid} is not our broker)")
             self.pid_file.unlink(missing_ok=True)
@@ -409,13 +414,8 @@ class LocalKafka:
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
         """Serialise start/stop across processes (two ``stack up`` at once start one broker)."""
-        self.config.stack_dir.mkdir(parents=True, exist_ok=True)
-        with (self.config.stack_dir / "kafka.lock").open("w") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        with locked(self.config.stack_dir / "kafka.lock"):
+            yield
 
     # -- admin -------------------------------------------------------------------------------
 
@@ -460,76 +460,3 @@ def _describe_topic(admin: KafkaAdminClient, topic: str) -> dict[str, Any] | Non
     if not described or described[0]["error_code"] != 0:
         return None
     return dict(described[0])
-
-
-def _read_pid(path: Path) -> int | None:
-    try:
-        return int(path.read_text().strip())
-    except (OSError, ValueError):
-        return None
-
-
-def _signal(pid: int, signum: int) -> None:
-    """Send ``signum``; a process that exited meanwhile is what we wanted anyway."""
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signum)
-
-
-def _pid_alive(pid: int) -> bool:
-    """Alive and not a zombie (an exited child nobody reaped still answers ``kill 0``)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True  # no procfs (macOS): kill 0 is all we have
-    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
-
-
-def _command_line(pid: int) -> str | None:
-    """The process's command line (procfs, else ``ps``), to tell our broker from a reused pid."""
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except FileNotFoundError:
-        if Path("/proc").is_dir():
-            return None
-    except OSError:
-        return None
-    result = subprocess.run(
-        ["ps", "-o", "command=", "-p", str(pid)], capture_output=True, text=True, check=False
-    )
-    return result.stdout.strip() or None
-
-
-def _rotate(log_file: Path) -> None:
-    """Keep the previous run's log as ``.1`` so the failing run's lines are the only ones."""
-    if log_file.exists():
-        log_file.replace(log_file.with_name(log_file.name + ".1"))
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-
-
-def _tail_file(path: Path, lines: int = LOG_TAIL_LINES) -> str:
-    try:
-        with path.open("rb") as handle:
-            return _tail_text(_read_end(handle).decode(errors="replace"), lines)
-    except OSError:
-        return "(no log written)"
-
-
-def _read_end(handle: IO[bytes], max_bytes: int = 64_000) -> bytes:
-    handle.seek(0, os.SEEK_END)
-    handle.seek(max(handle.tell() - max_bytes, 0))
-    return handle.read()
-
-
-def _tail_text(text: str, lines: int = LOG_TAIL_LINES) -> str:
-    return "\n".join(text.strip().splitlines()[-lines:])

@@ -1,0 +1,105 @@
+"""Helpers for the local stack's background processes (Kafka broker, SQL server).
+
+Each service is one detached process recorded in a pid file under ``config.stack_dir``; these
+functions read and signal it, tell it from an unrelated process that reused its pid, and keep
+its log readable for error messages. They only touch the pid and files they are given.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+LOG_TAIL_LINES = 25
+
+
+def read_pid(path: Path) -> int | None:
+    """The pid recorded in ``path``; None when the file is missing or unreadable."""
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def send_signal(pid: int, signum: int) -> None:
+    """Send ``signum``; a process that exited meanwhile is what we wanted anyway."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signum)
+
+
+def pid_alive(pid: int) -> bool:
+    """Alive and not a zombie (an exited child nobody reaped still answers ``kill 0``)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no procfs (macOS): kill 0 is all we have
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+
+
+def command_line(pid: int) -> str | None:
+    """The process's command line (procfs, else ``ps``), to tell our service from a reused pid."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except FileNotFoundError:
+        if Path("/proc").is_dir():
+            return None
+    except OSError:
+        return None
+    result = subprocess.run(
+        ["ps", "-o", "command=", "-p", str(pid)], capture_output=True, text=True, check=False
+    )
+    return result.stdout.strip() or None
+
+
+@contextlib.contextmanager
+def locked(lock_file: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``lock_file`` (created with its folder) for the block."""
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    with lock_file.open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def rotate(log_file: Path) -> None:
+    """Keep the previous run's log as ``.1`` so the failing run's lines are the only ones."""
+    if log_file.exists():
+        log_file.replace(log_file.with_name(log_file.name + ".1"))
+
+
+def write_atomically(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def tail_file(path: Path, lines: int = LOG_TAIL_LINES) -> str:
+    """The last ``lines`` lines of a (possibly large) log, for error messages."""
+    try:
+        with path.open("rb") as handle:
+            return tail_text(_read_end(handle).decode(errors="replace"), lines)
+    except OSError:
+        return "(no log written)"
+
+
+def tail_text(text: str, lines: int = LOG_TAIL_LINES) -> str:
+    return "\n".join(text.strip().splitlines()[-lines:])
+
+
+def _read_end(handle: IO[bytes], max_bytes: int = 64_000) -> bytes:
+    handle.seek(0, os.SEEK_END)
+    handle.seek(max(handle.tell() - max_bytes, 0))
+    return handle.read()
