@@ -1,8 +1,9 @@
 """``recsys demo``: the main job end to end on the embedded stack.
 
 It runs the very commands a person would type, in order, so the demo doubles as a walkthrough:
-``stack up`` -> ``produce`` -> ``ingest --once`` -> ``train --once`` -> ``sql`` (in a new
-process, to show the tables are found by name from any session) -> ``stack down``.
+``stack up`` -> ``produce`` -> ``ingest --once`` -> ``train --once`` -> ``score --once`` ->
+``sql`` (in a new process, to show the tables are found by name from any session: event counts,
+then a few users' recommendations with their reasons) -> ``stack down``.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
         (f"produce {args.source} events", produce),
         ("ingest: Kafka -> bronze -> silver + quarantine", ["ingest", "--once"]),
         ("train ALS + ranker, register and gate in MLflow", ["train", "--once", "--quick"]),
+        ("score every active user into the serving table", ["score", "--once"]),
     ]
     before = _counts(config)
     try:
@@ -73,6 +75,8 @@ def run(args: argparse.Namespace) -> int:
             " group by 1 order by 2 desc"
         )
         print(by_type)
+        console.step("demo: recommendations for a few users, with their reasons  (recsys sql ...)")
+        print(_sql_in_new_process(top_n_query(config)))
     finally:
         if not args.keep_stack:
             console.step("demo: stop the local stack  (recsys stack down)")
@@ -99,6 +103,18 @@ def run(args: argparse.Namespace) -> int:
         ],
     )
     return 0
+
+
+def top_n_query(config, users: int = 3, ranks: int = 5) -> str:
+    """The first ``ranks`` recommendations of ``users`` users, with titles and reasons."""
+    recs, items = config.table(names.RECOMMENDATIONS), config.table(names.ITEMS)
+    return (
+        f"select r.user_id, r.rank, coalesce(i.title, r.item_id) as title, r.reason, r.variant "
+        f"from {recs} r left join {items} i on i.item_id = r.item_id "
+        f"where r.rank <= {ranks} and r.user_id in "
+        f"(select distinct user_id from {recs} order by user_id limit {users}) "
+        f"order by r.user_id, r.rank"
+    )
 
 
 def _counts(config) -> dict[str, int]:

@@ -63,6 +63,9 @@ def session_conf(config: Config) -> dict[str, str]:
                 "spark.ui.enabled": str(config.spark.ui_enabled).lower(),
                 "spark.ui.showConsoleProgress": "false",
                 "spark.driver.extraJavaOptions": "-Dderby.system.home=" + config.warehouse_dir,
+                # Small local tables: Delta's default 50 partitions for rebuilding a table's state
+                # turn every read of the log into dozens of tiny tasks on a laptop.
+                "spark.databricks.delta.snapshotPartitions": str(config.spark.shuffle_partitions),
             }
         )
     if config.spark.resolve_packages:

@@ -149,18 +149,22 @@ def build_candidates(
     side: pd.DataFrame | None = None,
     labels: pd.DataFrame | None = None,
     config: CandidateConfig = CandidateConfig(),
+    mean_user_n: float | None = None,
 ) -> pd.DataFrame:
     """Candidate pairs with ``FEATURE_COLUMNS`` (+ ``label`` when ``labels`` are given).
 
     Rows are grouped by user (contiguous) in ``users`` order, which is what a ranking objective
     needs. ``factors=None`` means "no ALS" (ALS features are 0, other sources still nominate).
-    Unknown users are skipped.
+    Unknown users are skipped. ``mean_user_n`` is the population's mean history length; the
+    scorer passes it because its ``matrix`` holds only the users being re-scored.
     """
     u_index = matrix.user_index()
     user_list = [str(u) for u in (matrix.user_ids if users is None else users) if str(u) in u_index]
     side = side if side is not None else user_side_features(None)
     side_rows = side.reindex(user_list)
     stats = _item_stats(matrix, sources)
+    if mean_user_n is not None:
+        stats["mean_user_n"] = np.array([max(mean_user_n, 1e-9)])
     item_f = factors.aligned_items(matrix.item_ids) if factors is not None else None
     label_matrix = _label_matrix(matrix, labels) if labels is not None else None
 

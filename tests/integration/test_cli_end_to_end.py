@@ -146,3 +146,16 @@ def test_demo_runs_end_to_end_on_its_own_stack(tmp_path: Path) -> None:
         else:
             with pytest.raises(MlflowException, match="alias champion not found"):
                 client.get_model_version_by_alias(model, "champion")
+
+    # `recsys score --once` filled the serving table; the demo printed lists with reasons from SQL.
+    printed = result.stdout.split("recommendations for a few users")[-1]
+    header = next(line for line in printed.splitlines() if "| reason" in line)
+    assert [c.strip() for c in header.split("|") if c.strip()] == [
+        "user_id",
+        "rank",
+        "title",
+        "reason",
+        "variant",
+    ]
+    reasons = ("because you watched", "trending", "popular now", "new in")
+    assert sum(any(r in line for r in reasons) for line in printed.splitlines()) >= 3
