@@ -33,7 +33,7 @@ from spark_jobs.common.delta import query_id
 from spark_jobs.common.errors import RecsysError
 from spark_jobs.serving.models import ModelStore
 from spark_jobs.serving.scorer import ScoringRequest, score_users
-from spark_jobs.serving.sinks import append_log, merge_recommendations
+from spark_jobs.serving.sinks import write_lists
 from spark_jobs.serving.state import CREATED_TS, ServingState, empty_pairs
 from spark_jobs.serving.tables import ensure_serving_tables
 from spark_jobs.training.columns import CATEGORIES, STRENGTH, TIMESTAMP
@@ -221,7 +221,8 @@ class BatchScorer:
         rows = event_rows(batch, reference, self.config.serving.half_life_days).toPandas()
         if not rows.empty:
             self.apply_events(rows)
-            self.score_and_write(rows[names.USER_ID].unique().tolist(), self._newest(rows), batch_id)
+            users = rows[names.USER_ID].unique().tolist()
+            self.score_and_write(batch.sparkSession, users, self._newest(rows), batch_id)
         self.last_batch_id = batch_id
         self.stats.batches += 1
         self.stats.events += len(rows)
@@ -244,8 +245,15 @@ class BatchScorer:
             self.state.items = with_catalog_items(self.state.items, self.state.pairs)
             self.state.refresh()
 
-    def score_and_write(self, users: list[str], newest: pd.Series, version: int) -> pd.DataFrame:
-        """Score ``users`` and write their lists (MERGE + exposure log) under ``version``."""
+    def score_and_write(
+        self, spark: SparkSession, users: list[str], newest: pd.Series, version: int
+    ) -> pd.DataFrame:
+        """Score ``users`` and write their lists (MERGE + exposure log) under ``version``.
+
+        ``spark`` is the micro-batch's own session in the stream (``batch.sparkSession``): the
+        transaction identity of the MERGE is a session setting and must not leak into other
+        queries of the same application.
+        """
         if self.store.refresh():
             log.info("models changed: %s", {v: m.label for v, m in self.store.models.items()})
         if not users:
@@ -253,11 +261,8 @@ class BatchScorer:
         now_ts = float(pd.Timestamp(newest.max()).tz_localize(UTC).timestamp())
         request = ScoringRequest(users, now_ts, self.clock(), newest)
         recs = score_users(self.state, self.store, request, self.config.serving)
-        spark = SparkSession.getActiveSession()
-        assert spark is not None
         if not recs.empty:
-            merge_recommendations(spark, self.config, recs, self.app_id, version)
-            append_log(spark, self.config, recs, self.app_id, version)
+            write_lists(spark, self.config, recs, self.app_id, version)
             self.state.add_impressions(recs)
         self.stats.users_scored += len(users)
         self.stats.rows_written += len(recs)
@@ -303,7 +308,7 @@ def refresh_all(
         wanted = list(dict.fromkeys(users))
         newest = pd.to_datetime(all_newest.reindex(wanted), unit="s")
     started = time.perf_counter()
-    scorer.score_and_write(wanted, newest, version=0)
+    scorer.score_and_write(spark, wanted, newest, version=0)
     scorer.stats.seconds = time.perf_counter() - started
     scorer.stats.batches = 1
     return scorer

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 
 import numpy as np
 import pandas as pd
@@ -117,29 +118,46 @@ def mmr_order(
     return chosen
 
 
+def user_groups(users: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Row order that puts each user's rows together (users in first-appearance order, rows in
+    their original order within a user) and the start offset of each user's block (+ the end)."""
+    codes, _ = pd.factorize(users, sort=False)
+    order = np.argsort(codes, kind="stable")
+    starts = np.flatnonzero(np.r_[True, np.diff(codes[order]) != 0]) if len(order) else np.zeros(0, int)
+    return order, np.r_[starts, len(order)].astype(np.int64)
+
+
 def select_top_n(
     pool: pd.DataFrame, vectors: np.ndarray, item_pos: Mapping[str, int], settings: RuleSettings
 ) -> pd.DataFrame:
     """Per user, the ``top_n`` rows of ``pool`` chosen by MMR under the category cap, ranked 1..n.
 
     ``pool`` has ``user_id, item_id, relevance, primary_category`` (+ anything to carry along);
-    ``vectors[item_pos[item]]`` is the item's normalised category vector.
+    ``vectors[item_pos[item]]`` is the item's normalised category vector. Users come out in the
+    order they first appear in ``pool``. One sort for all users, then MMR per user on arrays:
+    this runs once per micro-batch for every user it touched.
     """
-    parts = []
-    for _, unordered in pool.groupby(names.USER_ID, sort=False):
-        group = unordered.sort_values(RELEVANCE, ascending=False, kind="stable")
-        rows = np.array([item_pos[i] for i in group[names.ITEM_ID]], dtype=np.int64)
-        order = mmr_order(
-            group[RELEVANCE].to_numpy(dtype=np.float64),
-            vectors[rows],
-            list(group[PRIMARY_CATEGORY]),
+    if pool.empty:
+        return pool.head(0).assign(**{names.RANK: pd.Series(dtype=np.int32)})
+    codes, _ = pd.factorize(pool[names.USER_ID], sort=False)
+    relevance = pool[RELEVANCE].to_numpy(dtype=np.float64)
+    order = np.lexsort((-relevance, codes))  # by user, then relevance descending (stable)
+    bounds = np.r_[np.flatnonzero(np.r_[True, np.diff(codes[order]) != 0]), len(order)]
+    rows = np.array([item_pos[i] for i in pool[names.ITEM_ID]], dtype=np.int64)[order]
+    rel = relevance[order]
+    cats = pool[PRIMARY_CATEGORY].to_numpy(dtype=object)[order]
+    picked, ranks = [], []
+    for start, end in pairwise(bounds):
+        chosen = mmr_order(
+            rel[start:end],
+            vectors[rows[start:end]],
+            cats[start:end],
             settings.top_n,
             settings.mmr_lambda,
             settings.max_per_category,
         )
-        picked = group.iloc[order].copy()
-        picked[names.RANK] = np.arange(1, len(picked) + 1, dtype=np.int32)
-        parts.append(picked)
-    if not parts:
-        return pool.head(0).assign(**{names.RANK: pd.Series(dtype=np.int32)})
-    return pd.concat(parts, ignore_index=True)
+        picked.append(order[start + np.asarray(chosen, dtype=np.int64)])
+        ranks.append(np.arange(1, len(chosen) + 1, dtype=np.int32))
+    out = pool.iloc[np.concatenate(picked)].reset_index(drop=True)
+    out[names.RANK] = np.concatenate(ranks)
+    return out

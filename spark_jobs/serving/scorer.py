@@ -15,8 +15,10 @@ category cap, one slot for a new item in a category they like, and a reason for 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import pairwise
 
 import numpy as np
 import pandas as pd
@@ -138,9 +140,16 @@ def folded_factors(state: ServingState, model: ServingModel, users: list[str]) -
     index = {str(i): n for n, i in enumerate(factors.item_ids)}
     own = state.user_pairs(users)
     own = own.assign(_r=own[names.ITEM_ID].map(index)).dropna(subset=["_r"])
-    grouped = dict(tuple(own.groupby(names.USER_ID, sort=False)))
-    rows = [grouped[u]["_r"].to_numpy(dtype=np.int64) if u in grouped else np.zeros(0, int) for u in users]
-    strengths = [grouped[u][STRENGTH].to_numpy() if u in grouped else np.zeros(0) for u in users]
+    # Each user's pairs as one slice of arrays sorted by user (no per-user pandas frames).
+    unique = list(dict.fromkeys(users))
+    codes = pd.Categorical(own[names.USER_ID], categories=unique).codes
+    order = np.argsort(codes, kind="stable")
+    bounds = np.searchsorted(codes[order], np.arange(len(unique) + 1))
+    item_rows = own["_r"].to_numpy(dtype=np.int64)[order]
+    values = own[STRENGTH].to_numpy(dtype=np.float64)[order]
+    slot = {u: n for n, u in enumerate(unique)}
+    rows = [item_rows[bounds[slot[u]] : bounds[slot[u] + 1]] for u in users]
+    strengths = [values[bounds[slot[u]] : bounds[slot[u] + 1]] for u in users]
     vectors = fold_in(factors.item_factors, model.yty, factors.params, rows, strengths)
     return AlsFactors(
         np.asarray(users, dtype=object), factors.item_ids, vectors, factors.item_factors, factors.params
@@ -194,8 +203,9 @@ def _cold_pool(state: ServingState, users: list[str], settings: ServingSettings)
     src = state.sources
     base = np.log1p(src.popularity.astype(np.float64)) + np.log1p(src.trend.astype(np.float64))
     parts = []
+    country_of = _countries(state)
     for user in users:
-        country = _country_of(state, user)
+        country = country_of(user)
         local = state.country_trend.get(country) if country else None
         score = base + (np.log1p(local) * 2.0 if local is not None else 0.0)
         top = np.argsort(-score, kind="stable")[: settings.pool + 50]
@@ -219,14 +229,24 @@ def _top(pool: pd.DataFrame, n: int) -> pd.DataFrame:
     return pool.groupby(names.USER_ID, sort=False).head(n).reset_index(drop=True)
 
 
-def _country_of(state: ServingState, user: str) -> str | None:
-    if user in state.context.index and isinstance(state.context.at[user, COUNTRY], str):
-        return str(state.context.at[user, COUNTRY])
+def _countries(state: ServingState) -> Callable[[str], str | None]:
+    """``user -> country``: the latest event's context, else the profile; one lookup table per
+    call instead of a scan of ``state.users`` per user."""
+    profile: dict[str, str] = {}
     if not state.users.empty and COUNTRY in state.users.columns:
-        hit = state.users.loc[state.users[names.USER_ID] == user, COUNTRY]
-        if not hit.empty and isinstance(hit.iloc[0], str):
-            return str(hit.iloc[0])
-    return None
+        known = state.users.loc[state.users[COUNTRY].map(lambda c: isinstance(c, str))]
+        profile = dict(
+            zip(known[names.USER_ID].astype(str), known[COUNTRY], strict=True)
+        )
+    latest: dict[str, str] = {}
+    if COUNTRY in state.context.columns:
+        ctx = state.context[COUNTRY]
+        latest = {str(u): c for u, c in ctx.items() if isinstance(c, str)}
+
+    def country_of(user: str) -> str | None:
+        return latest[user] if user in latest else profile.get(user)
+
+    return country_of
 
 
 def _apply_rules(
@@ -312,6 +332,53 @@ def _new_item_slot(
     return pd.concat(parts, ignore_index=True)
 
 
+@dataclass
+class _Reasons:
+    """What every explanation in one ``explain`` call looks up, computed once per call."""
+
+    state: ServingState
+    titles: Mapping[str, str]
+    fresh: set[int]  # catalog positions of new, untouched items
+    trend_top: set[int]
+    country_top: dict[str | None, set[int]]
+
+    @classmethod
+    def of(cls, state: ServingState, now_ts: float, days: float) -> _Reasons:
+        assert state.sources is not None
+        return cls(
+            state,
+            state.titles(),
+            set(new_items(state, now_ts, days).tolist()),
+            set(np.argsort(-state.sources.trend)[:COUNTRY_TREND_TOP].tolist()),
+            {None: set()},
+        )
+
+    def local_top(self, country: str | None) -> set[int]:
+        if country not in self.country_top:
+            local = self.state.country_trend.get(country) if country else None
+            top = np.argsort(-local)[:COUNTRY_TREND_TOP].tolist() if local is not None else []
+            self.country_top[country] = set(top)
+        return self.country_top[country]
+
+    def reason(
+        self, item: int, given: object, has_history: bool, because: int, country: str | None
+    ) -> tuple[str, str]:
+        """(reason, source) of one row, in order of precedence."""
+        state = self.state
+        assert state.primary_category is not None
+        if given == SOURCE_NEW or (item in self.fresh and has_history):
+            cat = state.primary_category[item]
+            return (f"new in {cat}, a category you like" if cat else "new for you"), SOURCE_NEW
+        if because >= 0:
+            source_item = state.item_ids[because]
+            return f"because you watched {self.titles.get(source_item, source_item)}", SOURCE_HISTORY
+        if item in self.local_top(country):
+            return f"trending in {country}", SOURCE_COUNTRY
+        if item in self.trend_top:
+            return "trending now", SOURCE_TREND
+        return "popular now", SOURCE_POPULAR
+
+
 def explain(
     state: ServingState,
     model: ServingModel,
@@ -321,50 +388,41 @@ def explain(
     settings: ServingSettings,
 ) -> pd.DataFrame:
     """Add ``reason`` and ``source`` to every row: the history item it is most like ("because you
-    watched X"), a new item in a liked category, trending in the user's country, or popular now."""
+    watched X"), a new item in a liked category, trending in the user's country, or popular now.
+
+    Rows come out grouped by user (first-appearance order). What does not depend on the user
+    (titles, trending sets, each country's top) is computed once per call, not per user.
+    """
     assert state.sources is not None
-    titles = state.titles()
+    order, bounds = rules.user_groups(chosen[names.USER_ID])
+    out = chosen.iloc[order].reset_index(drop=True)
+    if out.empty:
+        return out.assign(**{names.REASON: pd.Series(dtype=object), SOURCE: pd.Series(dtype=object)})
+    lookups = _Reasons.of(state, now_ts, settings.new_item_days)
     pos = {i: n for n, i in enumerate(state.item_ids)}
+    items_all = out[names.ITEM_ID].map(pos).to_numpy(dtype=np.int64)
+    given = out[SOURCE].to_numpy(dtype=object) if SOURCE in out else np.full(len(out), None, dtype=object)
     u_index = matrix.user_index()
-    link = state.sources.knn + state.sources.cooc
-    fresh = set(new_items(state, now_ts, settings.new_item_days).tolist())
+    recent = recent_items(matrix, range(matrix.n_users)) if matrix.n_users else None
+    link = (state.sources.knn + state.sources.cooc).tocsr()
     item_f = model.factors.aligned_items(state.item_ids) if model.factors is not None else None
-    reasons, sources = [], []
-    for user, group in chosen.groupby(names.USER_ID, sort=False):
-        items = group[names.ITEM_ID].map(pos).to_numpy()
-        row = u_index.get(user)
-        history = np.zeros(0, dtype=int)
-        if row is not None:
-            history = recent_items(matrix, [row]).indices
+    countries = _countries(state)
+    users = out[names.USER_ID].to_numpy(dtype=object)
+    rows: list[tuple[str, str]] = []
+    for start, end in pairwise(bounds):
+        items = items_all[start:end]
+        row = u_index.get(users[start])
+        history = np.zeros(0, dtype=np.int64)
+        if row is not None and recent is not None:
+            history = recent.indices[recent.indptr[row] : recent.indptr[row + 1]]
         because = _because(history, items, link, item_f)
-        country = _country_of(state, user)
-        local = state.country_trend.get(country) if country else None
-        local_top = set(np.argsort(-local)[:COUNTRY_TREND_TOP].tolist()) if local is not None else set()
-        trend_top = set(np.argsort(-state.sources.trend)[:COUNTRY_TREND_TOP].tolist())
-        for n, item in enumerate(items):
-            given = (
-                group[SOURCE].iloc[n] if SOURCE in group and isinstance(group[SOURCE].iloc[n], str) else None
-            )
-            if given == SOURCE_NEW or (item in fresh and history.size):
-                cat = state.primary_category[item]
-                reasons.append(f"new in {cat}, a category you like" if cat else "new for you")
-                sources.append(SOURCE_NEW)
-            elif because[n] >= 0:
-                source_item = state.item_ids[because[n]]
-                reasons.append(f"because you watched {titles.get(source_item, source_item)}")
-                sources.append(SOURCE_HISTORY)
-            elif item in local_top:
-                reasons.append(f"trending in {country}")
-                sources.append(SOURCE_COUNTRY)
-            elif item in trend_top:
-                reasons.append("trending now")
-                sources.append(SOURCE_TREND)
-            else:
-                reasons.append("popular now")
-                sources.append(SOURCE_POPULAR)
-    out = pd.concat([g for _, g in chosen.groupby(names.USER_ID, sort=False)], ignore_index=True)
-    out[names.REASON] = reasons
-    out[SOURCE] = sources
+        country = countries(users[start])
+        rows.extend(
+            lookups.reason(int(item), given[start + n], bool(history.size), int(because[n]), country)
+            for n, item in enumerate(items)
+        )
+    out[names.REASON] = [r for r, _ in rows]
+    out[SOURCE] = [source for _, source in rows]
     return out
 
 
