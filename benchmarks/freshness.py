@@ -6,8 +6,8 @@ The whole live path runs at once on the local stack, as in production:
   so the command needs no ``recsys stack up``;
 * a lakehouse primed with a synthetic history (straight into silver) and a champion trained
   with the quick ALS grid, in a private MLflow registry;
-* one Spark session running the ingest streams (``start_bronze`` + ``start_silver``, processing
-  time triggers) and the scorer stream (``serving.job.start_stream``);
+* one Spark session running the ingest stream (``start_ingest``: Kafka -> bronze + silver +
+  quarantine, processing-time trigger) and the scorer stream (``serving.job.start_stream``);
 * a producer in its own process (so it does not compete with the scorer for the driver's GIL)
   sending the same world's synthetic traffic at ``RATE`` events/s for ``duration_s``, each event
   stamped with its send time (``event_ts`` = wall clock at send).
@@ -193,8 +193,7 @@ def _live(spark: Any, config: Config, sizes: dict[str, Any], anchor_ms: int) -> 
         scorer_query, scorer = serving.start_stream(spark, config)
         queries = [
             scorer_query,
-            ingest.start_bronze(spark, config, once=False),
-            ingest.start_silver(spark, config, once=False),
+            ingest.start_ingest(spark, config, once=False),
         ]
         progress = {q.name: {} for q in queries}
         if not ready.wait(PRODUCER_READY_S):
@@ -468,8 +467,7 @@ def _median(seconds: pd.Series) -> float | None:
 
 def _short(query_name: str) -> str:
     return {
-        names.QUERY_BRONZE: "bronze",
-        names.QUERY_SILVER: "silver",
+        names.QUERY_INGEST: "ingest",
         names.QUERY_SCORER: "scorer",
     }.get(query_name, query_name)
 

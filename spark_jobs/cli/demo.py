@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     steps: list[tuple[str, list[str]]] = [
         ("start the local stack", ["stack", "up"]),
         (f"produce {args.source} events", produce),
-        ("ingest: Kafka -> bronze -> silver + quarantine", ["ingest", "--once"]),
+        ("ingest: Kafka -> bronze + silver + quarantine", ["ingest", "--once"]),
         ("train ALS + ranker, register and gate in MLflow", ["train", "--once", "--quick"]),
         ("score every active user into the serving table", ["score", "--once"]),
     ]

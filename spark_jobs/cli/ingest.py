@@ -1,4 +1,4 @@
-"""``recsys ingest``: Kafka -> bronze -> silver/quarantine."""
+"""``recsys ingest``: Kafka -> bronze + silver/quarantine (or silver re-derived from bronze)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "ingest",
         help="stream Kafka events into bronze, silver and quarantine",
-        description="Kafka -> recsys.events_bronze -> recsys.events + recsys.events_quarantine. "
+        description="Kafka -> recsys.events_bronze + recsys.events + recsys.events_quarantine. "
         "Exactly once: stop and restart at any time.",
     )
     parser.add_argument("--once", action="store_true", help="process what is in Kafka now and exit")
+    parser.add_argument(
+        "--from-bronze",
+        action="store_true",
+        help="re-derive silver and quarantine from recsys.events_bronze instead of reading Kafka "
+        "(its own checkpoint; for a rebuild, clear both tables first)",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -27,11 +33,15 @@ def run(args: argparse.Namespace) -> int:
     console.step(f"starting Spark ({config.spark.master or 'cluster'})")
     spark = build_session(config, app_name="recsys-ingest")
     if not args.once:
-        console.step(f"streaming {config.kafka.topic} every {config.ingest.trigger_interval}; Ctrl-C to stop")
-        job.run_continuous(spark, config, on_progress=console.info)
+        source = config.table(names.EVENTS_BRONZE) if args.from_bronze else config.kafka.topic
+        console.step(f"streaming {source} every {config.ingest.trigger_interval}; Ctrl-C to stop")
+        job.run_continuous(spark, config, on_progress=console.info, from_bronze=args.from_bronze)
         return 0
-    console.step(f"ingesting what is in {config.kafka.topic} at {config.kafka.bootstrap_servers}")
-    counts = job.run_once(spark, config, on_progress=console.info)
+    if args.from_bronze:
+        console.step(f"re-deriving silver and quarantine from {config.table(names.EVENTS_BRONZE)}")
+    else:
+        console.step(f"ingesting what is in {config.kafka.topic} at {config.kafka.bootstrap_servers}")
+    counts = job.run_once(spark, config, on_progress=console.info, from_bronze=args.from_bronze)
     reasons = job.top_reasons(spark, config, limit=5)
     console.summary(
         "ingest summary",

@@ -27,7 +27,7 @@ from spark_jobs.contract.events import event_ts_millis
 from spark_jobs.produce.kafka_sink import KafkaSink, SinkStats, ensure_topic, message_key
 from spark_jobs.produce.pacing import pace_event_time, pace_rate
 
-NEXT_STEPS = ("recsys ingest --once      # Kafka -> bronze -> silver / quarantine",)
+NEXT_STEPS = ("recsys ingest --once      # Kafka -> bronze + silver / quarantine",)
 Record = dict[str, Any] | bytes
 Row = dict[str, Any]
 

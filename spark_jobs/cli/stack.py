@@ -119,7 +119,7 @@ def up(config: Config, timeout_s: float = 90.0, sql: bool = False, sql_timeout_s
     ]
     next_steps = [
         "recsys produce synthetic      # send events to the topic",
-        "recsys ingest                 # Kafka -> bronze -> silver",
+        "recsys ingest                 # Kafka -> bronze + silver / quarantine",
     ]
     if sql:
         rows += _start_sql(config, sql_timeout_s)

@@ -79,8 +79,9 @@ KAFKA_OFFSET = "offset"
 KAFKA_TS = "kafka_ts"
 
 # Streaming query names (also the names of their checkpoint folders).
-QUERY_BRONZE = "ingest_bronze"
-QUERY_SILVER = "ingest_silver"
+QUERY_INGEST = "ingest"  # Kafka -> bronze + silver + quarantine, one query (the live path)
+QUERY_BRONZE = "ingest_bronze"  # the staged pair: Kafka -> bronze ...
+QUERY_SILVER = "ingest_silver"  # ... and bronze -> silver (rebuilds)
 QUERY_FEATURES = "features"
 QUERY_SCORER = "scorer"
 

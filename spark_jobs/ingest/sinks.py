@@ -1,5 +1,10 @@
 """Named ``foreachBatch`` sinks of the ingest streams; every one is safe to replay.
 
+``ingest_batch`` is the sink of the live ingest query: one Kafka micro-batch, cached once, lands
+in bronze, silver and quarantine. ``append_bronze_batch`` and ``upsert_silver_batch`` are the
+two halves of the staged pair (Kafka -> bronze, bronze -> silver), kept for rebuilding silver
+from bronze (``recsys ingest --from-bronze``).
+
 A micro-batch can run twice (a crash after the write, before the checkpoint commit). Bronze and
 quarantine are append-only logs keyed by Kafka coordinates: they use Delta's idempotent
 transactional appends (``txnAppId`` = table + query id, ``txnVersion`` = batch id), so a replay
@@ -23,27 +28,49 @@ from spark_jobs.ingest.transforms import to_quarantine, to_silver
 from spark_jobs.ingest.validate import validate_records
 
 
+def ingest_batch(batch: DataFrame, batch_id: int, *, config: Config) -> None:
+    """foreachBatch sink of the one-query ingest: Kafka records -> bronze, silver, quarantine.
+
+    The micro-batch is read from Kafka once and cached, so silver does not wait for bronze's
+    commit and a second stream to pick it up. The three writes are idempotent on their own
+    (transaction ids from this query's id and the batch id; the insert-only MERGE), so a crash
+    between any two of them is repaired by the replay of the batch.
+    """
+    spark = batch.sparkSession
+    query = query_id(spark, config.checkpoint(names.QUERY_INGEST))
+    records = batch.persist()
+    try:
+        bronze = config.table_path(names.EVENTS_BRONZE)
+        idempotent_append(records, bronze, f"{names.EVENTS_BRONZE}:{query}", batch_id)
+        land_validated(spark, config, records, f"{names.EVENTS_QUARANTINE}:{query}", batch_id)
+    finally:
+        records.unpersist()
+
+
 def append_bronze_batch(batch: DataFrame, batch_id: int, *, config: Config) -> None:
-    """foreachBatch sink of the Kafka -> bronze stream."""
+    """foreachBatch sink of the staged Kafka -> bronze stream."""
     spark = batch.sparkSession
     app_id = f"{names.EVENTS_BRONZE}:{query_id(spark, config.checkpoint(names.QUERY_BRONZE))}"
     idempotent_append(batch, config.table_path(names.EVENTS_BRONZE), app_id, batch_id)
 
 
 def upsert_silver_batch(batch: DataFrame, batch_id: int, *, config: Config) -> None:
-    """foreachBatch sink of the bronze -> silver stream: validate, then MERGE and quarantine.
-
-    Both writes are idempotent, so a crash between them is repaired by the replay.
-    """
+    """foreachBatch sink of the staged bronze -> silver stream (rebuilds, replays)."""
     spark = batch.sparkSession
-    validated = validate_records(batch, limits_from(config)).persist()
+    app_id = f"{names.EVENTS_QUARANTINE}:{query_id(spark, config.checkpoint(names.QUERY_SILVER))}"
+    land_validated(spark, config, batch, app_id, batch_id)
+
+
+def land_validated(
+    spark: SparkSession, config: Config, records: DataFrame, quarantine_app_id: str, batch_id: int
+) -> None:
+    """Validate bronze-shaped ``records``, MERGE the valid ones into silver, append the rest to
+    quarantine (idempotently as ``quarantine_app_id``, ``batch_id``)."""
+    validated = validate_records(records, limits_from(config)).persist()
     try:
         merge_new_events(spark, config, to_silver(validated))
-        app_id = (
-            f"{names.EVENTS_QUARANTINE}:{query_id(spark, config.checkpoint(names.QUERY_SILVER))}"
-        )
         idempotent_append(
-            to_quarantine(validated), config.table_path(names.EVENTS_QUARANTINE), app_id, batch_id
+            to_quarantine(validated), config.table_path(names.EVENTS_QUARANTINE), quarantine_app_id, batch_id
         )
     finally:
         validated.unpersist()

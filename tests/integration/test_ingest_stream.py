@@ -12,8 +12,8 @@ from kafka import KafkaProducer
 
 from spark_jobs.common import names
 from spark_jobs.common.config import Config
-from spark_jobs.ingest import job
-from spark_jobs.ingest.sinks import append_bronze_batch, upsert_silver_batch
+from spark_jobs.ingest import job, sinks
+from spark_jobs.ingest.sinks import append_bronze_batch, ingest_batch, upsert_silver_batch
 from spark_jobs.stack.kafka import LocalKafka
 
 pytestmark = [pytest.mark.integration, pytest.mark.spark]
@@ -118,7 +118,7 @@ def test_stop_midway_then_restart_loses_and_duplicates_nothing(
     events = [_event(n, user=f"u{n % 7}") for n in range(1, 301)]
     _produce(config, [_json(e) for e in events] + [(None, b"not json")] * 3)
 
-    query = job.start_bronze(spark, config, once=True)
+    query = job.start_ingest(spark, config, once=True)
     deadline = time.monotonic() + 120
     while not query.recentProgress and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -135,10 +135,58 @@ class Crash(RuntimeError):
     pass
 
 
-def test_crash_after_write_before_commit_is_replayed_exactly_once(
+def test_crash_between_and_after_the_writes_is_replayed_exactly_once(
+    spark, kafka, fresh_lakehouse: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The live one-query ingest "dies" after its bronze write (before silver), then after all
+    three writes (before the checkpoint commit); each replay completes exactly what is missing."""
+    import dataclasses
+
+    config = dataclasses.replace(
+        fresh_lakehouse,
+        kafka=dataclasses.replace(fresh_lakehouse.kafka, max_offsets_per_trigger=50),
+    )
+    events = [_event(n, user=f"u{n % 5}") for n in range(1, 121)]
+    _produce(config, [_json(e) for e in events] + [(None, b"[]")] * 4)
+
+    land = sinks.land_validated
+
+    def crash_before_silver(spark, config, records, app_id, batch_id) -> None:
+        if batch_id == 0:
+            raise Crash("killed between bronze and silver")
+        land(spark, config, records, app_id, batch_id)
+
+    monkeypatch.setattr(sinks, "land_validated", crash_before_silver)
+    with pytest.raises(Exception, match="killed between bronze and silver"):
+        job.start_ingest(spark, config, once=True).awaitTermination()
+    monkeypatch.undo()
+    first = _table(spark, config, names.EVENTS_BRONZE).count()
+    assert 0 < first <= 50
+    assert _table(spark, config, names.EVENTS).count() == 0
+
+    def all_then_crash(batch, batch_id: int) -> None:
+        ingest_batch(batch, batch_id, config=config)
+        if batch_id == 1:
+            raise Crash("killed after every write")
+
+    with pytest.raises(Exception, match="killed after every write"):
+        job.start_ingest(spark, config, once=True, sink=all_then_crash).awaitTermination()
+    assert _table(spark, config, names.EVENTS_BRONZE).count() > first  # batch 1 was written
+
+    assert job.run_once(spark, config) == job.TableCounts(bronze=124, silver=120, quarantine=4)
+    silver_ids = {
+        r[0] for r in _table(spark, config, names.EVENTS).select(names.EVENT_ID).collect()
+    }
+    assert silver_ids == {e["event_id"] for e in events}
+    bronze = _table(spark, config, names.EVENTS_BRONZE)
+    assert bronze.select("partition", "offset").distinct().count() == 124
+
+
+def test_staged_pair_crashes_are_replayed_and_silver_is_rederived_from_bronze(
     spark, kafka, fresh_lakehouse: Config
 ) -> None:
-    """The sink writes, then the process "dies" before the checkpoint commit; the replay is a no-op."""
+    """The staged pair (``--from-bronze``): each sink writes, then the process "dies" before the
+    checkpoint commit; the replays are no-ops and silver ends exactly as the live path makes it."""
     import dataclasses
 
     config = dataclasses.replace(
@@ -163,7 +211,9 @@ def test_crash_after_write_before_commit_is_replayed_exactly_once(
     with pytest.raises(Exception, match="killed after silver write"):
         job.start_silver(spark, config, once=True, sink=silver_then_crash).awaitTermination()
 
-    assert job.run_once(spark, config) == job.TableCounts(bronze=124, silver=120, quarantine=4)
+    job.start_bronze(spark, config, once=True).awaitTermination()
+    counts = job.run_once(spark, config, from_bronze=True)
+    assert counts == job.TableCounts(bronze=124, silver=120, quarantine=4)
     silver_ids = {
         r[0] for r in _table(spark, config, names.EVENTS).select(names.EVENT_ID).collect()
     }
