@@ -65,28 +65,31 @@ def start_ingest(
     spark: SparkSession, config: Config, once: bool, sink: BatchSink | None = None
 ) -> StreamingQuery:
     """Start Kafka -> bronze + silver + quarantine (one query). ``once`` drains what is there."""
-    ensure_reachable(config.kafka.bootstrap_servers)
-    ensure_ingest_tables(spark, config)
-    records = to_bronze(kafka_source(spark, config), F.current_timestamp())
-    writer = (
-        records.writeStream.queryName(names.QUERY_INGEST)
-        .option("checkpointLocation", config.checkpoint(names.QUERY_INGEST))
-        .foreachBatch(sink or partial(ingest_batch, config=config))
+    return _start_from_kafka(
+        spark, config, once, names.QUERY_INGEST, sink or partial(ingest_batch, config=config)
     )
-    return _with_trigger(writer, config, once).start()
 
 
 def start_bronze(
     spark: SparkSession, config: Config, once: bool, sink: BatchSink | None = None
 ) -> StreamingQuery:
     """Start the staged Kafka -> bronze. ``once`` drains what is there (availableNow) and stops."""
+    return _start_from_kafka(
+        spark, config, once, names.QUERY_BRONZE, sink or partial(append_bronze_batch, config=config)
+    )
+
+
+def _start_from_kafka(
+    spark: SparkSession, config: Config, once: bool, query: str, sink: BatchSink
+) -> StreamingQuery:
+    """A query over the Kafka records in bronze's shape, named ``query`` (= its checkpoint)."""
     ensure_reachable(config.kafka.bootstrap_servers)
     ensure_ingest_tables(spark, config)
-    bronze = to_bronze(kafka_source(spark, config), F.current_timestamp())
+    records = to_bronze(kafka_source(spark, config), F.current_timestamp())
     writer = (
-        bronze.writeStream.queryName(names.QUERY_BRONZE)
-        .option("checkpointLocation", config.checkpoint(names.QUERY_BRONZE))
-        .foreachBatch(sink or partial(append_bronze_batch, config=config))
+        records.writeStream.queryName(query)
+        .option("checkpointLocation", config.checkpoint(query))
+        .foreachBatch(sink)
     )
     return _with_trigger(writer, config, once).start()
 

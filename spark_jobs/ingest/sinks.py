@@ -14,7 +14,8 @@ earlier events and makes a replay a no-op.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from concurrent.futures import ThreadPoolExecutor
+from datetime import date, timedelta
 from math import ceil
 
 from pyspark.sql import DataFrame, SparkSession
@@ -33,16 +34,24 @@ def ingest_batch(batch: DataFrame, batch_id: int, *, config: Config) -> None:
 
     The micro-batch is read from Kafka once and cached, so silver does not wait for bronze's
     commit and a second stream to pick it up. The three writes are idempotent on their own
-    (transaction ids from this query's id and the batch id; the insert-only MERGE), so a crash
-    between any two of them is repaired by the replay of the batch.
+    (transaction ids from this query's id and the batch id; the insert-only MERGE), so they run
+    side by side (bronze on a second thread) and a crash between or after any of them is
+    repaired by the replay of the batch.
     """
     spark = batch.sparkSession
     query = query_id(spark, config.checkpoint(names.QUERY_INGEST))
     records = batch.persist()
     try:
-        bronze = config.table_path(names.EVENTS_BRONZE)
-        idempotent_append(records, bronze, f"{names.EVENTS_BRONZE}:{query}", batch_id)
-        land_validated(spark, config, records, f"{names.EVENTS_QUARANTINE}:{query}", batch_id)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="recsys-bronze") as pool:
+            bronze = pool.submit(
+                idempotent_append,
+                records,
+                config.table_path(names.EVENTS_BRONZE),
+                f"{names.EVENTS_BRONZE}:{query}",
+                batch_id,
+            )
+            land_validated(spark, config, records, f"{names.EVENTS_QUARANTINE}:{query}", batch_id)
+            bronze.result()
     finally:
         records.unpersist()
 
@@ -64,30 +73,37 @@ def upsert_silver_batch(batch: DataFrame, batch_id: int, *, config: Config) -> N
 def land_validated(
     spark: SparkSession, config: Config, records: DataFrame, quarantine_app_id: str, batch_id: int
 ) -> None:
-    """Validate bronze-shaped ``records``, MERGE the valid ones into silver, append the rest to
-    quarantine (idempotently as ``quarantine_app_id``, ``batch_id``)."""
+    """Validate bronze-shaped ``records``, MERGE the valid ones into silver and append the rest
+    to quarantine (idempotently as ``quarantine_app_id``, ``batch_id``), the two side by side
+    once the validated batch is cached."""
     validated = validate_records(records, limits_from(config)).persist()
     try:
-        merge_new_events(spark, config, to_silver(validated))
-        idempotent_append(
-            to_quarantine(validated), config.table_path(names.EVENTS_QUARANTINE), quarantine_app_id, batch_id
-        )
+        events = to_silver(validated)
+        earliest = events.agg(F.min(names.EVENT_DATE)).first()[0]  # also fills the cache
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="recsys-quarantine") as pool:
+            quarantined = pool.submit(
+                idempotent_append,
+                to_quarantine(validated),
+                config.table_path(names.EVENTS_QUARANTINE),
+                quarantine_app_id,
+                batch_id,
+            )
+            if earliest is not None:
+                merge_new_events(spark, config, events, earliest)
+            quarantined.result()
     finally:
         validated.unpersist()
 
 
-def merge_new_events(spark: SparkSession, config: Config, events: DataFrame) -> None:
+def merge_new_events(spark: SparkSession, config: Config, events: DataFrame, earliest: date) -> None:
     """Insert events whose ``event_id`` is not in silver yet (insert-only MERGE).
 
-    The lookup is bounded to the dedup horizon before the batch's earliest event date, which
+    The lookup is bounded to the dedup horizon before the batch's ``earliest`` event date, which
     lets Delta prune old ``event_date`` partitions: a copy of an event carries the same event
     time, so it always falls inside the horizon.
     """
     from delta.tables import DeltaTable
 
-    earliest = events.agg(F.min(names.EVENT_DATE)).first()[0]
-    if earliest is None:
-        return
     lower = earliest - timedelta(days=ceil(config.ingest.dedup_horizon_hours / 24))
     (
         DeltaTable.forPath(spark, config.table_path(names.EVENTS))

@@ -110,14 +110,14 @@ class ModelStore:
         for variant, alias in ALIASES.items():
             wanted = self._alias_versions(alias)
             current = self.models[variant]
+            if not wanted and variant == names.VARIANT_CHAMPION and current.factors is None:
+                self._say(f"no {alias} model registered: serving popularity")
             if wanted == current.versions:
                 continue
             if not wanted:
                 if current.factors is not None and variant == names.VARIANT_CHALLENGER:
                     self.models[variant] = ServingModel()
                     changed = True
-                elif variant == names.VARIANT_CHAMPION and current.factors is None:
-                    self._say(f"no {alias} model registered: serving popularity")
                 continue
             loaded = self._load(alias, wanted)
             if loaded is None:

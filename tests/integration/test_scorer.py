@@ -236,3 +236,75 @@ def test_cold_start_user_gets_trending_in_country_with_reasons(spark, lakehouse)
     assert cold[names.REASON].isin({"trending in US", "trending now", "popular now"}).all()
     assert (cold[names.REASON] == "trending in US").any()
     assert scorer.stats.users_scored == 1
+
+
+# --- bad input -------------------------------------------------------------------------------
+
+
+def test_unknown_users_and_items_and_an_empty_batch_are_served_not_raised(spark, lakehouse):
+    config, newest = lakehouse
+    # A user nobody has seen, on an item the catalog does not know, through the real stream.
+    stranger = [("stranger-1", "not-in-catalog", "click", newest + timedelta(hours=2), None)]
+    query, scorer = job.start_stream(spark, config, clock=clock)
+    try:
+        query.processAllAvailable()
+        append_silver(spark, config, silver_rows(stranger))
+        query.processAllAvailable()
+    finally:
+        query.stop()
+    assert scorer.stats.unknown_item_events == 1
+    assert scorer.stats.users_scored == 1
+    recs = recommendations(spark, config)
+    mine = recs.loc[recs[names.USER_ID] == "stranger-1"]
+    assert mine[names.RANK].tolist() == list(range(1, config.serving.top_n + 1))
+    assert "not-in-catalog" not in set(mine[names.ITEM_ID])  # consumed: never served back
+    assert mine[names.REASON].map(lambda r: isinstance(r, str) and r != "").all()
+
+    # An empty micro-batch is a batch: counted, nothing written, no new table version.
+    def version() -> int:
+        path = config.table_path(names.RECOMMENDATIONS)
+        return int(spark.sql(f"DESCRIBE HISTORY delta.`{path}`").first()["version"])
+
+    before = version()
+    scorer(spark.createDataFrame([], schema=silver_schema()), scorer.last_batch_id + 1)
+    assert scorer.stats.batches == 2 and scorer.stats.users_scored == 1
+    assert version() == before
+
+
+def test_broken_champion_keeps_the_last_good_model_and_no_champion_serves_popularity(
+    spark, lakehouse, tmp_path: Path
+):
+    import mlflow
+
+    from spark_jobs.serving.models import ModelStore
+
+    config, _ = lakehouse
+    store = ModelStore(config)
+    store.refresh(force=True)
+    good = store.model(names.VARIANT_CHAMPION).label
+    assert good == "als:v1+ranker:v1"
+
+    client = mlflow.MlflowClient(tracking_uri=config.tracking_uri, registry_uri=config.tracking_uri)
+    broken = client.create_model_version(names.MODEL_ALS, source=str(tmp_path / "no-such-model"))
+    client.set_registered_model_alias(names.MODEL_ALS, names.ALIAS_CHAMPION, broken.version)
+    try:
+        assert store.refresh(force=True) is False  # nothing new is served
+        assert store.model(names.VARIANT_CHAMPION).label == good
+        said = [m for m in store.messages if f"{names.MODEL_ALS} v{broken.version}" in m]
+        assert said and f"could not be loaded: still serving {good}" in said[0], store.messages
+        # A scorer started now, with only the broken champion to load, serves popularity and says so.
+        fresh = ModelStore(config)
+        fresh.refresh(force=True)
+        assert fresh.model(names.VARIANT_CHAMPION).label == "popularity"
+        assert any("still serving popularity" in m for m in fresh.messages), fresh.messages
+    finally:
+        client.set_registered_model_alias(names.MODEL_ALS, names.ALIAS_CHAMPION, "1")
+
+    # An empty registry (first run): popularity, said once.
+    empty = dataclasses.replace(
+        config, mlflow=dataclasses.replace(config.mlflow, tracking_uri=f"sqlite:///{tmp_path / 'empty.db'}")
+    )
+    nothing = ModelStore(empty)
+    nothing.refresh(force=True)
+    assert nothing.model(names.VARIANT_CHAMPION).label == "popularity"
+    assert nothing.messages == ["no champion model registered: serving popularity"]
