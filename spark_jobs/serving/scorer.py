@@ -235,9 +235,7 @@ def _countries(state: ServingState) -> Callable[[str], str | None]:
     profile: dict[str, str] = {}
     if not state.users.empty and COUNTRY in state.users.columns:
         known = state.users.loc[state.users[COUNTRY].map(lambda c: isinstance(c, str))]
-        profile = dict(
-            zip(known[names.USER_ID].astype(str), known[COUNTRY], strict=True)
-        )
+        profile = dict(zip(known[names.USER_ID].astype(str), known[COUNTRY], strict=True))
     latest: dict[str, str] = {}
     if COUNTRY in state.context.columns:
         ctx = state.context[COUNTRY]

@@ -114,3 +114,11 @@ def test_pad_ranks_gives_every_user_all_ranks_with_null_items_beyond_the_list():
     padded = pad_ranks(recs, 3)
     assert padded[names.RANK].tolist() == [1, 2, 3]
     assert padded[names.ITEM_ID].tolist()[:2] == ["a", "b"] and pd.isna(padded[names.ITEM_ID].iloc[2])
+
+
+def test_user_groups_keep_first_appearance_and_row_order():
+    order, bounds = rules.user_groups(pd.Series(["b", "a", "b", "c", "a"]))
+    assert order.tolist() == [0, 2, 1, 4, 3]  # b's rows, then a's, then c's, each in input order
+    assert bounds.tolist() == [0, 2, 4, 5]
+    empty_order, empty_bounds = rules.user_groups(pd.Series([], dtype=object))
+    assert empty_order.tolist() == [] and empty_bounds.tolist() == [0]
