@@ -11,7 +11,9 @@ scorer refresh -> serving quality**.
   and registers the new versions of `recsys_als` / `recsys_ranker` as `challenger` (tagged with
   their training window, drift's reference); the promotion gate (model validation thresholds,
   code next to the training) moves `champion`. When the gate keeps the champion, the task ends
-  *skipped* (`--exit-on-kept`), and so do the next two: nothing served changed.
+  *skipped* (`--exit-on-kept`), and so do the next two: nothing served changed. The versions are
+  tagged with the run id (`--run-id`): a retry or a cleared rerun of the same run registers
+  nothing new and reports the first attempt's decision.
 * `refresh_scores` rescoring all active users with the new champion (`recsys score --once`) and
   `serving_quality` (the serving suite) make sure the table users read is complete and consistent.
 
@@ -51,7 +53,14 @@ def recsys_retrain() -> None:
         INTERVAL_END,
     )
     train = recsys_cli(
-        "train", "train", "--once", "--exit-on-kept", str(EXIT_SKIP), skip_on_exit_code=EXIT_SKIP
+        "train",
+        "train",
+        "--once",
+        "--run-id",
+        RUN_ID,
+        "--exit-on-kept",
+        str(EXIT_SKIP),
+        skip_on_exit_code=EXIT_SKIP,
     )
     refresh_scores = recsys_cli("refresh_scores", "score", "--once")
     serving_quality = spark_job(

@@ -30,7 +30,7 @@ TASK_VALUE_PROMOTED = "promoted"
 
 def _train_once(spark, config, args: argparse.Namespace):  # -> TrainingReport
     from spark_jobs.training.als import DEFAULT_GRID, QUICK_GRID
-    from spark_jobs.training.job import run_training
+    from spark_jobs.training.job import REPORT_COLUMNS, run_training
     from spark_jobs.training.pipeline import TrainSettings
     from spark_jobs.training.session import checkpoint_dir
 
@@ -38,11 +38,17 @@ def _train_once(spark, config, args: argparse.Namespace):  # -> TrainingReport
         grid=QUICK_GRID if args.quick else DEFAULT_GRID, checkpoint_dir=checkpoint_dir(config)
     )
     report = run_training(
-        spark, config, settings, half_life_days=args.half_life_days, register=not args.no_register
+        spark,
+        config,
+        settings,
+        half_life_days=args.half_life_days,
+        register=not args.no_register,
+        run_key=args.run_id,
     )
-    cols = ["model", "served_by", "ndcg", "precision", "recall", "map", "coverage", "diversity"]
-    print()
-    print(console.render_table(cols, report.table[cols].itertuples(index=False)))
+    cols = list(REPORT_COLUMNS)
+    if not report.table.empty:
+        print()
+        print(console.render_table(cols, report.table[cols].itertuples(index=False)))
     if report.champion_table is not None:
         print("\nchampion on the same holdout:")
         print(console.render_table(cols, report.champion_table[cols].itertuples(index=False)))
@@ -71,6 +77,10 @@ def _handle(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, format="    %(message)s")
     if args.interval_min <= 0:
         raise UsageError("--interval-min must be positive")
+    if args.run_id is not None and (not args.once or args.no_register or not args.run_id.strip()):
+        raise UsageError("--run-id needs --once and a registry (not --no-register), and a non-empty id")
+    if args.run_id is not None and "'" in args.run_id:
+        raise UsageError(f"--run-id cannot contain a quote: {args.run_id!r}")
     if args.exit_on_kept is not None:
         if not args.once or args.no_register:
             raise UsageError("--exit-on-kept needs --once and a registry (not --no-register)")
@@ -132,5 +142,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="CODE",
         help="with --once: exit with CODE when the gate kept the champion (0 when it promoted); "
         "Airflow maps it to 'skipped' so the scores are refreshed only for a new champion",
+    )
+    parser.add_argument(
+        "--run-id",
+        metavar="ID",
+        help="with --once: the orchestrator's run id; versions are tagged with it, and a rerun of "
+        "the same run (a retried task) registers nothing new and reports the first decision",
     )
     parser.set_defaults(handler=_handle)

@@ -40,6 +40,8 @@ if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 log = logging.getLogger(__name__)
+# The columns of ``TrainingReport.table`` people read (one row per model on the holdout).
+REPORT_COLUMNS = ("model", "served_by", "ndcg", "precision", "recall", "map", "coverage", "diversity")
 
 HOLDOUT_RATIO = 0.25
 USER_PROFILE_COLUMNS = ("age", "age_band", "gender", "occupation", "country")
@@ -73,6 +75,57 @@ class TrainingReport:
     timings: dict[str, float] = field(default_factory=dict)
     n_events: int = 0
     n_interactions: int = 0
+
+
+def _gate(
+    client: Any,
+    run_id: str,
+    versions: dict[str, str],
+    challenger: dict[str, float],
+    champion: dict[str, float] | None,
+    baseline: dict[str, float],
+    run_key: str | None,
+) -> GateDecision:
+    """New versions become the challenger; the gate decides and moves ``champion``; the run and
+    (with ``run_key``) the versions record that they were judged."""
+    from spark_jobs.training import registry
+
+    mark_challengers(client, versions)
+    decision = decide(challenger, champion, baseline)
+    moved = apply_decision(client, decision, versions)
+    client.set_tag(run_id, "gate_promote", str(decision.promote))
+    client.set_tag(run_id, "gate_reasons", "; ".join(decision.reasons)[:5000])
+    if run_key:
+        registry.tag_versions(client, versions, {registry.TAG_RUN: run_key})
+    log.info("gate: promote=%s (%s); moved %s", decision.promote, decision.reasons, moved)
+    return decision
+
+
+def _earlier_attempt(config: Config, run_key: str) -> TrainingReport | None:
+    """The report of an earlier attempt of ``run_key`` that registered and gated its versions."""
+    import mlflow
+
+    from spark_jobs.training import registry
+
+    registry.setup_tracking(config)
+    client = mlflow.MlflowClient()
+    versions = registry.versions_for_run(client, run_key)
+    if not versions:
+        return None
+    promoted = registry.champion_versions(client) == versions
+    described = ", ".join(f"{name} v{v}" for name, v in sorted(versions.items()))
+    reason = f"run {run_key} already trained {described}: " + (
+        "they are the champion" if promoted else "the champion was kept"
+    )
+    console.info(reason)
+    return TrainingReport(
+        pd.DataFrame(columns=REPORT_COLUMNS),
+        None,
+        versions,
+        GateDecision(promote=promoted, reasons=(reason,)),
+        None,
+        notes=[f"nothing retrained: {reason}"],
+    )
 
 
 def _table_exists(spark: SparkSession, config: Config, table: str) -> bool:
@@ -130,9 +183,19 @@ def run_training(
     settings: TrainSettings = TrainSettings(),
     half_life_days: float = DEFAULT_HALF_LIFE_DAYS,
     register: bool = True,
+    run_key: str | None = None,
 ) -> TrainingReport:
     """One training run end to end (see module docstring). Raises ``TrainingDataError`` when
-    there is nothing to train on."""
+    there is nothing to train on.
+
+    ``run_key`` is the orchestrator's run id: the versions a run registers are tagged with it
+    once the gate has judged them, and a rerun of the same run (a retried or cleared task)
+    reports that first decision instead of registering new versions.
+    """
+    if register and run_key:
+        earlier = _earlier_attempt(config, run_key)
+        if earlier is not None:
+            return earlier
     timings: dict[str, float] = {}
     started = time.perf_counter()
     console.step("reading events")
@@ -207,12 +270,8 @@ def run_training(
                 version_tags=registry.window_tags(inputs.first_ts, inputs.reference_ts),
             )
         run_id, versions = logged.run_id, logged.versions
-        mark_challengers(client, versions)
-        decision = decide(challenger_metrics, champion_metrics, _headline(table, MODEL_POPULARITY))
-        moved = apply_decision(client, decision, versions)
-        client.set_tag(run_id, "gate_promote", str(decision.promote))
-        client.set_tag(run_id, "gate_reasons", "; ".join(decision.reasons)[:5000])
-        log.info("gate: promote=%s (%s); moved %s", decision.promote, decision.reasons, moved)
+        baseline = _headline(table, MODEL_POPULARITY)
+        decision = _gate(client, run_id, versions, challenger_metrics, champion_metrics, baseline, run_key)
     timings["total_s"] = sum(v for k, v in timings.items() if k != "total_s")
     return TrainingReport(
         table,

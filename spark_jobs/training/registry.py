@@ -39,6 +39,9 @@ FACTORS_ARTIFACT = "factors"
 # data with it (spark_jobs.drift.job.champion_reference_window).
 TAG_WINDOW_START = "train_window_start"
 TAG_WINDOW_END = "train_window_end"
+# The orchestrator run (Airflow run_id, Databricks job run) whose training registered a version,
+# set once the gate has judged it: a rerun of that run finds it and registers nothing new.
+TAG_RUN = "orchestrator_run_id"
 PIP_REQUIREMENTS = ("mlflow==3.6.0", "numpy<2.3", "pandas<3", "xgboost==3.1.2", "scikit-learn<1.8")
 
 
@@ -246,6 +249,19 @@ def champion_versions(client: Any, alias: str = names.ALIAS_CHAMPION) -> dict[st
             found[model_name] = str(client.get_model_version_by_alias(model_name, alias).version)
         except MlflowException:
             continue
+    return found
+
+
+def versions_for_run(client: Any, run_key: str) -> dict[str, str]:
+    """``{model_name: version}`` an earlier attempt of orchestrator run ``run_key`` registered and
+    gated (empty when none did)."""
+    if "'" in run_key:
+        raise ValueError(f"a run id cannot contain a quote: {run_key!r}")
+    found = {}
+    for model_name in (names.MODEL_ALS, names.MODEL_RANKER):
+        hits = client.search_model_versions(f"name = '{model_name}' and tags.{TAG_RUN} = '{run_key}'")
+        if hits:
+            found[model_name] = str(max(int(h.version) for h in hits))
     return found
 
 

@@ -80,3 +80,20 @@ def test_train_registers_both_models_and_gates_champion(spark, fresh_lakehouse, 
     for model in (names.MODEL_ALS, names.MODEL_RANKER):
         assert alias_version(client, model, names.ALIAS_CHALLENGER) == "2"
         assert alias_version(client, model, names.ALIAS_CHAMPION) == "2"
+
+    # An orchestrator run: its versions are tagged once the gate judged them, and a rerun of the
+    # same run (a retried or cleared task) registers nothing new and reports the first decision.
+    key = "scheduled__2026-03-02T00:00:00+00:00"
+    keyed = run_training(spark, config, SETTINGS, run_key=key)
+    assert keyed.versions == {names.MODEL_ALS: "3", names.MODEL_RANKER: "3"}
+    assert keyed.decision is not None and keyed.decision.promote
+    rerun = run_training(spark, config, SETTINGS, run_key=key)
+    assert rerun.versions == keyed.versions and rerun.run_id is None and rerun.table.empty
+    assert rerun.decision is not None and rerun.decision.promote
+    assert rerun.decision.reasons[0].startswith(f"run {key} already trained")
+    for model in (names.MODEL_ALS, names.MODEL_RANKER):
+        versions = sorted(int(v.version) for v in client.search_model_versions(f"name = '{model}'"))
+        assert versions == [1, 2, 3]
+        assert client.get_model_version(model, "3").tags["orchestrator_run_id"] == key
+        assert "orchestrator_run_id" not in client.get_model_version(model, "2").tags
+        assert alias_version(client, model, names.ALIAS_CHAMPION) == "3"
