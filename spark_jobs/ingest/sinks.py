@@ -26,7 +26,7 @@ from spark_jobs.common.config import Config
 from spark_jobs.common.delta import idempotent_append, query_id
 from spark_jobs.contract.events import Limits
 from spark_jobs.ingest.transforms import to_quarantine, to_silver
-from spark_jobs.ingest.validate import validate_records
+from spark_jobs.ingest.validate import REASONS, validate_records
 
 
 def ingest_batch(batch: DataFrame, batch_id: int, *, config: Config) -> None:
@@ -75,22 +75,32 @@ def land_validated(
 ) -> None:
     """Validate bronze-shaped ``records``, MERGE the valid ones into silver and append the rest
     to quarantine (idempotently as ``quarantine_app_id``, ``batch_id``), the two side by side
-    once the validated batch is cached."""
+    once the validated batch is cached. A side with no rows writes nothing: the same batch always
+    has the same rows, so a replay decides the same way, and most batches have nothing to
+    quarantine (a Delta commit saved per micro-batch)."""
     validated = validate_records(records, limits_from(config)).persist()
     try:
-        events = to_silver(validated)
-        earliest = events.agg(F.min(names.EVENT_DATE)).first()[0]  # also fills the cache
+        valid = F.size(REASONS) == 0
+        summary = validated.agg(  # one pass over the batch, which also fills the cache
+            F.min(F.when(valid, F.to_date(names.EVENT_TS))).alias("earliest"),
+            F.count(F.when(~valid, True)).alias("rejected"),
+        ).first()
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="recsys-quarantine") as pool:
-            quarantined = pool.submit(
-                idempotent_append,
-                to_quarantine(validated),
-                config.table_path(names.EVENTS_QUARANTINE),
-                quarantine_app_id,
-                batch_id,
+            quarantined = (
+                pool.submit(
+                    idempotent_append,
+                    to_quarantine(validated),
+                    config.table_path(names.EVENTS_QUARANTINE),
+                    quarantine_app_id,
+                    batch_id,
+                )
+                if summary["rejected"]
+                else None
             )
-            if earliest is not None:
-                merge_new_events(spark, config, events, earliest)
-            quarantined.result()
+            if summary["earliest"] is not None:
+                merge_new_events(spark, config, to_silver(validated), summary["earliest"])
+            if quarantined is not None:
+                quarantined.result()
     finally:
         validated.unpersist()
 
