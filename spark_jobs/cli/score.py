@@ -68,6 +68,7 @@ def _summary(config, scorer) -> None:
             ("users scored", s.users_scored),
             (f"rows in {config.table(names.RECOMMENDATIONS)}", s.rows_written),
             ("users per second", round(rate, 1)),
+            ("seconds reading / scoring / writing", f"{s.read_s:.1f} / {s.score_s:.1f} / {s.write_s:.1f}"),
             ("models", ", ".join(sorted(s.model_versions)) or "none"),
             *(("note", m) for m in scorer.store.messages),
             *((("events for unknown items", s.unknown_item_events),) if s.unknown_item_events else ()),

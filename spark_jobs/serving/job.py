@@ -66,6 +66,11 @@ class BatchStats:
     rows_written: int = 0
     unknown_item_events: int = 0
     seconds: float = 0.0
+    # Where ``seconds`` went: reading the micro-batch's events and folding them into the state,
+    # scoring (fold-in, candidates, ranker, rules, reasons), writing (MERGE + exposure log).
+    read_s: float = 0.0
+    score_s: float = 0.0
+    write_s: float = 0.0
     skipped_replays: int = 0
     model_versions: set[str] = field(default_factory=set)
 
@@ -221,6 +226,8 @@ class BatchScorer:
         rows = event_rows(batch, reference, self.config.serving.half_life_days).toPandas()
         if not rows.empty:
             self.apply_events(rows)
+        self.stats.read_s += time.perf_counter() - started
+        if not rows.empty:
             users = rows[names.USER_ID].unique().tolist()
             self.score_and_write(batch.sparkSession, users, self._newest(rows), batch_id)
         self.last_batch_id = batch_id
@@ -260,10 +267,14 @@ class BatchScorer:
             return pd.DataFrame()
         now_ts = float(pd.Timestamp(newest.max()).tz_localize(UTC).timestamp())
         request = ScoringRequest(users, now_ts, self.clock(), newest)
+        started = time.perf_counter()
         recs = score_users(self.state, self.store, request, self.config.serving)
+        scored = time.perf_counter()
         if not recs.empty:
             write_lists(spark, self.config, recs, self.app_id, version)
             self.state.add_impressions(recs)
+        self.stats.score_s += scored - started
+        self.stats.write_s += time.perf_counter() - scored
         self.stats.users_scored += len(users)
         self.stats.rows_written += len(recs)
         self.stats.model_versions.update(
