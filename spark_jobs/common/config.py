@@ -67,6 +67,10 @@ class SparkSettings:
     log_level: str = "WARN"
     # Port of the local Spark Thrift server (JDBC/ODBC, `recsys stack up --sql`), on localhost only.
     sql_port: int = 10000
+    # Streaming sinks (ingest, scorer) compact the tables they append to every N micro-batches,
+    # instead of Delta's auto compaction, which rewrites after nearly every small commit and sits
+    # on the latency path. 0 = never (leave it to `recsys maintain --optimize`).
+    stream_compact_every: int = 50
 
 
 @dataclass(frozen=True)

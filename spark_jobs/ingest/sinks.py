@@ -23,7 +23,7 @@ from pyspark.sql import functions as F
 
 from spark_jobs.common import names
 from spark_jobs.common.config import Config
-from spark_jobs.common.delta import idempotent_append, query_id
+from spark_jobs.common.delta import compact_every, idempotent_append, query_id, streaming_session
 from spark_jobs.contract.events import Limits
 from spark_jobs.ingest.transforms import to_quarantine, to_silver
 from spark_jobs.ingest.validate import REASONS, validate_records
@@ -38,7 +38,7 @@ def ingest_batch(batch: DataFrame, batch_id: int, *, config: Config) -> None:
     side by side (bronze on a second thread) and a crash between or after any of them is
     repaired by the replay of the batch.
     """
-    spark = batch.sparkSession
+    spark = streaming_session(batch)
     query = query_id(spark, config.checkpoint(names.QUERY_INGEST))
     records = batch.persist()
     try:
@@ -54,20 +54,26 @@ def ingest_batch(batch: DataFrame, batch_id: int, *, config: Config) -> None:
             bronze.result()
     finally:
         records.unpersist()
+    tables = (names.EVENTS_BRONZE, names.EVENTS, names.EVENTS_QUARANTINE)
+    compact_every(spark, [config.table_path(t) for t in tables], batch_id, config.spark.stream_compact_every)
 
 
 def append_bronze_batch(batch: DataFrame, batch_id: int, *, config: Config) -> None:
     """foreachBatch sink of the staged Kafka -> bronze stream."""
-    spark = batch.sparkSession
+    spark = streaming_session(batch)
     app_id = f"{names.EVENTS_BRONZE}:{query_id(spark, config.checkpoint(names.QUERY_BRONZE))}"
-    idempotent_append(batch, config.table_path(names.EVENTS_BRONZE), app_id, batch_id)
+    bronze = config.table_path(names.EVENTS_BRONZE)
+    idempotent_append(batch, bronze, app_id, batch_id)
+    compact_every(spark, [bronze], batch_id, config.spark.stream_compact_every)
 
 
 def upsert_silver_batch(batch: DataFrame, batch_id: int, *, config: Config) -> None:
     """foreachBatch sink of the staged bronze -> silver stream (rebuilds, replays)."""
-    spark = batch.sparkSession
+    spark = streaming_session(batch)
     app_id = f"{names.EVENTS_QUARANTINE}:{query_id(spark, config.checkpoint(names.QUERY_SILVER))}"
     land_validated(spark, config, batch, app_id, batch_id)
+    tables = [config.table_path(t) for t in (names.EVENTS, names.EVENTS_QUARANTINE)]
+    compact_every(spark, tables, batch_id, config.spark.stream_compact_every)
 
 
 def land_validated(

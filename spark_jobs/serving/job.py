@@ -29,7 +29,7 @@ from pyspark.sql.streaming import StreamingQuery
 
 from spark_jobs.common import names
 from spark_jobs.common.config import Config
-from spark_jobs.common.delta import query_id
+from spark_jobs.common.delta import compact_every, query_id, streaming_session
 from spark_jobs.common.errors import RecsysError
 from spark_jobs.serving.models import ModelStore
 from spark_jobs.serving.scorer import ScoringRequest, score_users
@@ -229,7 +229,10 @@ class BatchScorer:
         self.stats.read_s += time.perf_counter() - started
         if not rows.empty:
             users = rows[names.USER_ID].unique().tolist()
-            self.score_and_write(batch.sparkSession, users, self._newest(rows), batch_id)
+            spark = streaming_session(batch)
+            self.score_and_write(spark, users, self._newest(rows), batch_id)
+            tables = [self.config.table_path(t) for t in (names.RECOMMENDATIONS, names.RECOMMENDATION_LOG)]
+            compact_every(spark, tables, batch_id, self.config.spark.stream_compact_every)
         self.last_batch_id = batch_id
         self.stats.batches += 1
         self.stats.events += len(rows)
