@@ -135,6 +135,17 @@ class Crash(RuntimeError):
     pass
 
 
+def _crash_after(sink, config: Config, batch: int, message: str):
+    """``sink`` that writes as usual, then "dies" on micro-batch ``batch`` before the commit."""
+
+    def crashing(df, batch_id: int) -> None:
+        sink(df, batch_id, config=config)
+        if batch_id == batch:
+            raise Crash(message)
+
+    return crashing
+
+
 def test_crash_between_and_after_the_writes_is_replayed_exactly_once(
     spark, kafka, fresh_lakehouse: Config, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -164,11 +175,7 @@ def test_crash_between_and_after_the_writes_is_replayed_exactly_once(
     assert 0 < first <= 50
     assert _table(spark, config, names.EVENTS).count() == 0
 
-    def all_then_crash(batch, batch_id: int) -> None:
-        ingest_batch(batch, batch_id, config=config)
-        if batch_id == 1:
-            raise Crash("killed after every write")
-
+    all_then_crash = _crash_after(ingest_batch, config, 1, "killed after every write")
     with pytest.raises(Exception, match="killed after every write"):
         job.start_ingest(spark, config, once=True, sink=all_then_crash).awaitTermination()
     assert _table(spark, config, names.EVENTS_BRONZE).count() > first  # batch 1 was written
@@ -196,16 +203,8 @@ def test_staged_pair_crashes_are_replayed_and_silver_is_rederived_from_bronze(
     events = [_event(n, user=f"u{n % 5}") for n in range(1, 121)]
     _produce(config, [_json(e) for e in events] + [(None, b"[]")] * 4)
 
-    def bronze_then_crash(batch, batch_id: int) -> None:
-        append_bronze_batch(batch, batch_id, config=config)
-        if batch_id == 1:
-            raise Crash("killed after bronze write")
-
-    def silver_then_crash(batch, batch_id: int) -> None:
-        upsert_silver_batch(batch, batch_id, config=config)
-        if batch_id == 0:
-            raise Crash("killed after silver write")
-
+    bronze_then_crash = _crash_after(append_bronze_batch, config, 1, "killed after bronze write")
+    silver_then_crash = _crash_after(upsert_silver_batch, config, 0, "killed after silver write")
     with pytest.raises(Exception, match="killed after bronze write"):
         job.start_bronze(spark, config, once=True, sink=bronze_then_crash).awaitTermination()
     with pytest.raises(Exception, match="killed after silver write"):
