@@ -57,7 +57,8 @@ def _train_once(spark, config, args: argparse.Namespace):  # -> TrainingReport
         ("user-item pairs", report.n_interactions),
         ("mlflow run", report.run_id or "not logged"),
     ]
-    rows += [(f"registered {name}", f"version {v} (challenger)") for name, v in report.versions.items()]
+    registered = "by the run's first attempt" if report.rerun else "(challenger)"
+    rows += [(f"registered {name}", f"version {v} {registered}") for name, v in report.versions.items()]
     if report.decision is not None:
         rows.append(("gate", "promoted to champion" if report.decision.promote else "champion kept"))
         rows += [("gate rule", r) for r in report.decision.reasons]

@@ -75,6 +75,7 @@ class TrainingReport:
     timings: dict[str, float] = field(default_factory=dict)
     n_events: int = 0
     n_interactions: int = 0
+    rerun: bool = False  # an earlier attempt of the same orchestrator run did the work
 
 
 def _gate(
@@ -125,6 +126,7 @@ def _earlier_attempt(config: Config, run_key: str) -> TrainingReport | None:
         GateDecision(promote=promoted, reasons=(reason,)),
         None,
         notes=[f"nothing retrained: {reason}"],
+        rerun=True,
     )
 
 

@@ -281,7 +281,7 @@ def test_drift_monitor_stays_quiet_without_drift(
     assert [(r.run_id, r.suite, r.status) for r in quality.collect()] == [(run_id, "silver_events", "passed")]
 
 
-@pytest.mark.timeout(2400)  # four Spark applications in a row: quality, train, score, quality
+@pytest.mark.timeout(3000)  # four Spark applications in a row, then two tasks again
 def test_retrain_trains_promotes_and_refreshes_the_scores(
     spark, fresh_lakehouse: Config, airflow_env: dict[str, str], movielens_dir: Path
 ) -> None:
@@ -301,7 +301,7 @@ def test_retrain_trains_promotes_and_refreshes_the_scores(
     )
 
     assert result.returncode == 0, (result.stdout + result.stderr)[-5000:]
-    _, states = _task_states(airflow_env, "recsys_retrain")
+    first_run, states = _task_states(airflow_env, "recsys_retrain")
     assert states == {
         "quality_gate": "success",
         "train": "success",  # promoted: exit 0, not the "champion kept" code
@@ -320,3 +320,19 @@ def test_retrain_trains_promotes_and_refreshes_the_scores(
     assert {r.model_version for r in recs.select("model_version").distinct().collect()} == {
         "als:v1+ranker:v1"
     }
+
+    # A task of the same run again, as when it is retried or cleared after a later task failed:
+    # train finds the versions the run's first attempt registered (--run-id {{ run_id }}) and
+    # registers nothing new; the refresh rewrites the scores in place (MERGE on user, rank).
+    served_rows = recs.count()
+    env = {**_lakehouse_env(airflow_env, config), "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO"}  # task output
+    again = _airflow(env, "tasks", "test", "recsys_retrain", "train", first_run, timeout=900)
+    assert again.returncode == 0, (again.stdout + again.stderr)[-5000:]
+    assert f"run {first_run} already trained" in again.stdout + again.stderr
+    for model in (names.MODEL_ALS, names.MODEL_RANKER):
+        assert [str(v.version) for v in client.search_model_versions(f"name = '{model}'")] == ["1"]
+    refresh = _airflow(env, "tasks", "test", "recsys_retrain", "refresh_scores", first_run, timeout=900)
+    assert refresh.returncode == 0, (refresh.stdout + refresh.stderr)[-5000:]
+    recs = spark.read.format("delta").load(config.table_path(names.RECOMMENDATIONS))
+    assert recs.count() == served_rows
+    assert recs.select("user_id", "rank").distinct().count() == served_rows

@@ -88,7 +88,7 @@ def test_train_registers_both_models_and_gates_champion(spark, fresh_lakehouse, 
     assert keyed.versions == {names.MODEL_ALS: "3", names.MODEL_RANKER: "3"}
     assert keyed.decision is not None and keyed.decision.promote
     rerun = run_training(spark, config, SETTINGS, run_key=key)
-    assert rerun.versions == keyed.versions and rerun.run_id is None and rerun.table.empty
+    assert rerun.versions == keyed.versions and rerun.run_id is None and rerun.table.empty and rerun.rerun
     assert rerun.decision is not None and rerun.decision.promote
     assert rerun.decision.reasons[0].startswith(f"run {key} already trained")
     for model in (names.MODEL_ALS, names.MODEL_RANKER):
