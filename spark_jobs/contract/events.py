@@ -24,6 +24,12 @@ SUPPORTED_SCHEMA_VERSIONS = frozenset({1})
 
 EVENT_TYPES = ("view", "click", "dwell", "scroll", "like", "dislike", "skip", "rating", "purchase")
 DEVICES = ("mobile", "desktop", "tablet", "tv")
+# What an event says about its item: the one definition that features (CTR), training, drift,
+# the SQL views and serving share. A click, like or purchase is engagement (the numerator of CTR,
+# a reward for an exposure); a dislike or skip is "not interested": activity, never attraction.
+VIEW_EVENT_TYPES = ("view",)
+CLICK_EVENT_TYPES = ("click", "like", "purchase")
+NEGATIVE_EVENT_TYPES = ("dislike", "skip")
 
 # Reason codes. ``{field}`` is the dotted field name (``context.device``).
 REASON_OVERSIZED = "oversized"

@@ -16,13 +16,12 @@ from pyspark.sql import functions as F
 
 from spark_jobs.common import names
 from spark_jobs.common.errors import DataFrameMissingColumnError
+from spark_jobs.contract.events import CLICK_EVENT_TYPES, VIEW_EVENT_TYPES
 
 BUCKET = "bucket"
 N = "n"
 # Events per user in the window: 1, 2, 3-5, 6-10, 11-20, 21-50, 51+.
 ACTIVITY_EDGES = (2, 3, 6, 11, 21, 51)
-CLICK_TYPES = ("click", "like", "purchase")
-IMPRESSION_TYPES = ("view",)
 RATING_TYPE = "rating"
 POSITIVE_RATING = 4.0  # a rating at least this high says "liked", like a click
 NDCG_K = 10
@@ -103,8 +102,8 @@ def click_through(events: DataFrame, served: DataFrame) -> DataFrame:
         F.col(names.EVENT_TS) >= F.col("_first_served")
     )
     return hits.agg(
-        F.sum(F.col(names.EVENT_TYPE).isin(*IMPRESSION_TYPES).cast("long")).alias("impressions"),
-        F.sum(F.col(names.EVENT_TYPE).isin(*CLICK_TYPES).cast("long")).alias("clicks"),
+        F.sum(F.col(names.EVENT_TYPE).isin(*VIEW_EVENT_TYPES).cast("long")).alias("impressions"),
+        F.sum(F.col(names.EVENT_TYPE).isin(*CLICK_EVENT_TYPES).cast("long")).alias("clicks"),
     )
 
 
@@ -112,7 +111,7 @@ def positive_events(events: DataFrame, min_rating: float = POSITIVE_RATING) -> D
     """Events that say the user liked the item: a click, like or purchase, or a rating >= ``min_rating``."""
     _require(events, (names.EVENT_TYPE, names.VALUE), "positive_events")
     rated = (F.col(names.EVENT_TYPE) == RATING_TYPE) & (F.col(names.VALUE) >= F.lit(min_rating))
-    return events.where(F.col(names.EVENT_TYPE).isin(*CLICK_TYPES) | rated)
+    return events.where(F.col(names.EVENT_TYPE).isin(*CLICK_EVENT_TYPES) | rated)
 
 
 def list_ndcg(

@@ -390,7 +390,7 @@ def champion_reference_window(config: Config) -> tuple[datetime, datetime] | Non
     """The training window recorded with the champion (model version tags), if any.
 
     Reads the tags ``recsys train`` sets (``train_window_start`` / ``train_window_end``, ISO-8601
-    UTC; ``spark_jobs.training.registry.window_tags``) of the ``champion`` version of
+    UTC; ``spark_jobs.registry.store.window_tags``) of the ``champion`` version of
     ``recsys_als``. No registry, no champion (first run) or no tags: None, and the default
     reference window applies.
     """
@@ -400,7 +400,7 @@ def champion_reference_window(config: Config) -> tuple[datetime, datetime] | Non
     try:
         from mlflow.tracking import MlflowClient
 
-        from spark_jobs.training.registry import window_from_tags
+        from spark_jobs.registry.store import window_from_tags
 
         version = MlflowClient(tracking_uri=uri, registry_uri=uri).get_model_version_by_alias(
             names.MODEL_ALS, names.ALIAS_CHAMPION

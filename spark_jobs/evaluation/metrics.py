@@ -105,17 +105,28 @@ def intra_list_diversity(
     Lists with fewer than two items that have categories carry no information and are skipped;
     returns NaN when no list qualifies (no metadata at all).
     """
+    values = list(per_user_diversity(recommendations, item_categories, k).values())
+    return float(np.mean(values)) if values else float("nan")
+
+
+def per_user_diversity(
+    recommendations: pd.DataFrame,
+    item_categories: Mapping[str, Iterable[str]],
+    k: int = DEFAULT_K,
+) -> dict[str, float]:
+    """``user_id -> intra-list diversity`` of the users whose top-K has two or more items with
+    categories (the others carry no information and are left out)."""
     recs = with_rank(recommendations)
     recs = recs.loc[recs[RANK] <= k]
     sets = {str(i): frozenset(c) for i, c in item_categories.items() if c is not None and len(c)}
-    values = []
-    for _, items in recs.groupby(USER_ID)[ITEM_ID]:
+    values = {}
+    for user, items in recs.groupby(USER_ID)[ITEM_ID]:
         cats = [sets[str(i)] for i in items if str(i) in sets]
         if len(cats) < 2:
             continue
         dists = [1.0 - len(a & b) / len(a | b) for idx, a in enumerate(cats) for b in cats[idx + 1 :]]
-        values.append(float(np.mean(dists)))
-    return float(np.mean(values)) if values else float("nan")
+        values[str(user)] = float(np.mean(dists))
+    return values
 
 
 def metrics_at_ks(recommendations: pd.DataFrame, truth: pd.DataFrame, ks: Iterable[int]) -> pd.DataFrame:

@@ -2,64 +2,53 @@
 
 ``evaluate_split`` trains on ``train`` only (the pipeline carves its own validation data from
 it), recommends top-K for every test user with training items excluded, and measures against
-``test``. Plots are written to files (matplotlib's Agg backend, no display needed).
+``test``; the per-user work runs on Spark's executors (``SparkRecommender.evaluate``). Plots are
+written to files (matplotlib's Agg backend, no display needed).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from spark_jobs.evaluation.metrics import (
-    catalog_coverage,
-    intra_list_diversity,
-    metrics_at_ks,
-    ranking_metrics,
-)
-from spark_jobs.training.columns import CATEGORIES, DEFAULT_K, ITEM_ID, MODELS, STRENGTH, USER_ID
-from spark_jobs.training.pipeline import TrainedRecommender, TrainSettings, train_recommender
+from spark_jobs.training.columns import CATEGORIES, DEFAULT_K, ITEM_ID, STRENGTH, TIMESTAMP, USER_ID
+from spark_jobs.training.pipeline import TrainSettings
 
 if TYPE_CHECKING:
-    from pyspark.sql import SparkSession
+    from pyspark.sql import DataFrame, SparkSession
+
+    from spark_jobs.training.spark_model import SparkRecommender
 
 CURVE_KS = (1, 3, 5, 10, 20, 50)
 
 
-def evaluate_recommender(
-    model: TrainedRecommender,
-    test: pd.DataFrame,
-    items: pd.DataFrame | None = None,
-    k: int = DEFAULT_K,
-    models: Sequence[str] = MODELS,
-) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
-    """Metrics table (one row per model) and the top-``max(CURVE_KS)`` lists used for curves."""
-    truth = test.loc[test[STRENGTH] > 0] if STRENGTH in test.columns else test
-    truth = truth.assign(**{USER_ID: truth[USER_ID].astype(str), ITEM_ID: truth[ITEM_ID].astype(str)})
-    users = sorted(truth[USER_ID].unique())
-    cats: Mapping[str, list[str]] = {}
-    if items is not None and CATEGORIES in items.columns:
-        cats = dict(zip(items[ITEM_ID].astype(str), items[CATEGORIES], strict=True))
-    rows, lists = [], {}
-    depth = max(*CURVE_KS, k)
-    for name in models:
-        started = time.perf_counter()
-        recs = model.recommend(depth, name, users)
-        seconds = time.perf_counter() - started
-        lists[name] = recs
-        row = {
-            "model": name,
-            "served_by": model.resolve_model(name),
-            **ranking_metrics(recs, truth, k),
-            "coverage": catalog_coverage(recs, model.matrix.n_items, k),
-            "diversity": intra_list_diversity(recs, cats, k) if cats else float("nan"),
-            "recommend_s": seconds,
-        }
-        rows.append(row)
-    return pd.DataFrame(rows), lists
+def item_categories(items: pd.DataFrame | None) -> dict[str, frozenset[str]]:
+    """``item_id -> categories`` of the catalog items that have any (for list diversity)."""
+    if items is None or CATEGORIES not in items.columns:
+        return {}
+    return {
+        str(i): frozenset(str(c) for c in cats)
+        for i, cats in zip(items[ITEM_ID], items[CATEGORIES], strict=True)
+        if cats is not None and not isinstance(cats, float) and len(cats)
+    }
+
+
+def pairs_from_pandas(spark: SparkSession, frame: pd.DataFrame) -> DataFrame:
+    """A pandas interaction frame (user_id, item_id[, strength, timestamp]) as a Spark DataFrame
+    with the column types training reads."""
+    from pyspark.sql import types as T
+
+    cols = {USER_ID: frame[USER_ID].astype(str), ITEM_ID: frame[ITEM_ID].astype(str)}
+    fields = [T.StructField(USER_ID, T.StringType()), T.StructField(ITEM_ID, T.StringType())]
+    for name in (STRENGTH, TIMESTAMP):
+        if name in frame.columns:
+            cols[name] = pd.to_numeric(frame[name], errors="coerce").astype(float)
+            fields.append(T.StructField(name, T.DoubleType()))
+    return spark.createDataFrame(pd.DataFrame(cols), T.StructType(fields))
 
 
 def evaluate_split(
@@ -69,24 +58,28 @@ def evaluate_split(
     items: pd.DataFrame | None = None,
     users: pd.DataFrame | None = None,
     settings: TrainSettings = TrainSettings(),
-) -> tuple[pd.DataFrame, TrainedRecommender, dict[str, pd.DataFrame]]:
-    """Train on ``train``, evaluate all models on ``test``; returns (table, model, top lists)."""
+    models: Sequence[str] | None = None,
+) -> tuple[pd.DataFrame, SparkRecommender, pd.DataFrame]:
+    """Train on ``train``, evaluate all models on ``test``; returns (table, model, nDCG@K curves).
+
+    ``users`` (profiles) feed the ranker's user-side features. The frames are files' worth of
+    data (MovieLens, a user's CSV); training and scoring themselves run on Spark.
+    """
+    from spark_jobs.features.user_side import user_side_features
+    from spark_jobs.training.columns import MODELS
+    from spark_jobs.training.trainer import train_on_spark
+
+    side = None
+    if users is not None and not users.empty:
+        side = user_side_features(spark.createDataFrame(users.astype({USER_ID: str})), None)
     started = time.perf_counter()
-    model = train_recommender(spark, train, items, users, settings=settings)
+    model = train_on_spark(pairs_from_pandas(spark, train), items, side, settings)
     train_s = time.perf_counter() - started
-    table, lists = evaluate_recommender(model, test, items, settings.k)
+    truth = test.loc[test[STRENGTH] > 0] if STRENGTH in test.columns else test
+    truth_df = pairs_from_pandas(spark, truth[[USER_ID, ITEM_ID]])
+    table, curve = model.evaluate(truth_df, settings.k, models or MODELS, CURVE_KS, item_categories(items))
     table["train_s"] = train_s
-    return table, model, lists
-
-
-def curves(
-    lists: Mapping[str, pd.DataFrame], test: pd.DataFrame, ks: Sequence[int] = CURVE_KS
-) -> pd.DataFrame:
-    """nDCG/precision/recall/MAP at several K for every model (long frame with ``model``)."""
-    truth = test.assign(**{USER_ID: test[USER_ID].astype(str), ITEM_ID: test[ITEM_ID].astype(str)})
-    return pd.concat(
-        [metrics_at_ks(recs, truth, ks).assign(model=name) for name, recs in lists.items()], ignore_index=True
-    )
+    return table, model, curve
 
 
 def plot_curves(curve: pd.DataFrame, path: str | Path, metric: str = "ndcg") -> Path:

@@ -9,11 +9,16 @@ are chosen without ever looking at the evaluation split.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
 
 from spark_jobs.evaluation.metrics import require_columns
 from spark_jobs.training.columns import SEED, TIMESTAMP, USER_ID
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame as SparkDataFrame
 
 RANDOM = "random"
 TEMPORAL = "temporal"
@@ -73,3 +78,38 @@ def split(
     if protocol == TEMPORAL:
         return temporal_split(df, test_ratio, seed=seed)
     raise ValueError(f"unknown split protocol {protocol!r}; use one of {PROTOCOLS}")
+
+
+def split_frame(
+    df: SparkDataFrame, protocol: str, test_ratio: float = 0.25, seed: int = SEED
+) -> tuple[SparkDataFrame, SparkDataFrame]:
+    """The same per-user protocols on a Spark DataFrame, computed on the executors.
+
+    Held-out counts follow ``_held_out_counts`` (half-to-even rounding, at least one row and
+    never all of a user's rows); the random order comes from Spark's seeded ``rand``, so the
+    rows chosen differ from the pandas split's, the proportions do not.
+    """
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown split protocol {protocol!r}; use one of {PROTOCOLS}")
+    if not 0.0 < test_ratio < 1.0:
+        raise ValueError(f"test_ratio must be in (0, 1), got {test_ratio}")
+    order = F.rand(seed)
+    if protocol == TEMPORAL:
+        time = F.coalesce(F.col(TIMESTAMP).cast("double"), F.lit(float("-inf")))
+        order = F.when(F.isnan(time), F.lit(float("-inf"))).otherwise(time) + F.rand(seed) * 1e-3
+    per_user = Window.partitionBy(USER_ID)
+    size = F.count(F.lit(1)).over(per_user)
+    held = F.when(size >= 2, F.least(F.greatest(F.bround(size * test_ratio), F.lit(1)), size - 1)).otherwise(
+        0
+    )
+    marked = (
+        df.withColumn("_o", order)
+        .withColumn("_pos", F.row_number().over(per_user.orderBy(F.desc("_o"))))
+        .withColumn("_test", F.col("_pos") <= held)
+        .drop("_o", "_pos")
+        .cache()
+    )
+    return marked.where(~F.col("_test")).drop("_test"), marked.where(F.col("_test")).drop("_test")

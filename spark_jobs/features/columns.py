@@ -48,11 +48,6 @@ BATCH_SESSIONS = "_batch_sessions"
 
 # n_events_7d counts the events of the 7 UTC days that end on the day of decay_ts.
 FREQUENCY_WINDOW_DAYS = 7
-# Negative feedback is activity (n_events) but not attraction: it adds no affinity, popularity
-# or trend.
-NEGATIVE_EVENT_TYPES = ("dislike", "skip")
-VIEW_EVENT = "view"
-CLICK_EVENT = "click"
 HLL_LG_CONFIG_K = 12  # 4096 buckets: about 1.6% error; exact while an item has few users
 
 USER_FEATURES_SCHEMA = T.StructType(

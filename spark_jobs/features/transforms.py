@@ -32,11 +32,11 @@ from pyspark.sql import functions as F
 
 from spark_jobs.common import names
 from spark_jobs.common.config import FeatureSettings
+from spark_jobs.contract.events import CLICK_EVENT_TYPES, NEGATIVE_EVENT_TYPES, VIEW_EVENT_TYPES
 from spark_jobs.features.columns import (
     BATCH_SESSIONS,
     CATEGORIES,
     CATEGORY_AFFINITY,
-    CLICK_EVENT,
     CLICKS,
     COUNTRY,
     CTR,
@@ -56,14 +56,12 @@ from spark_jobs.features.columns import (
     N_SESSION_EVENTS,
     N_SESSIONS,
     N_USERS,
-    NEGATIVE_EVENT_TYPES,
     POPULARITY,
     TRENDING,
     UPDATED_TS,
     USER_FEATURE_COLUMNS,
     USER_FEATURES_SCHEMA,
     USERS_SKETCH,
-    VIEW_EVENT,
     VIEWS,
 )
 from spark_jobs.ingest.transforms import require_columns
@@ -275,8 +273,8 @@ def item_batch_features(
         F.hll_sketch_agg(names.USER_ID, HLL_LG_CONFIG_K).alias(USERS_SKETCH),
         decayed_count(settings.popularity_half_life_hours).alias(POPULARITY),
         decayed_count(settings.trending_half_life_hours).alias(TRENDING),
-        F.count(F.when(event_type == VIEW_EVENT, 1)).alias(VIEWS),
-        F.count(F.when(event_type == CLICK_EVENT, 1)).alias(CLICKS),
+        F.count(F.when(event_type.isin(*VIEW_EVENT_TYPES), 1)).alias(VIEWS),
+        F.count(F.when(event_type.isin(*CLICK_EVENT_TYPES), 1)).alias(CLICKS),
     )
     return rows.select(
         names.ITEM_ID,

@@ -16,14 +16,13 @@ from typing import TYPE_CHECKING
 
 from spark_jobs.common import names
 from spark_jobs.common.config import Config
+from spark_jobs.contract.events import CLICK_EVENT_TYPES
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 log = logging.getLogger(__name__)
 
-# Events that count as a click on a served item (a like or purchase implies the user engaged).
-CLICK_EVENT_TYPES = ("click", "like", "purchase")
 TITLE = "title"
 CATEGORIES = "categories"
 

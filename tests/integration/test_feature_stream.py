@@ -202,7 +202,7 @@ def test_features_fold_in_incrementally_late_events_included_replays_ignored(
     at_t1 = {"decay_ts": _naive(T1), "updated_ts": _naive(U2)}
     assert items == [
         _item("i1", T0 - H12, 3, 1, 0.75 / 2 + 0.0625, 2, 1, **at_t1),
-        _item("i2", T1, 2, 2, 0.5 + 1.0, 1, 0, **at_t1),
+        _item("i2", T1, 2, 2, 0.5 + 1.0, 1, 1, **at_t1),  # u1's like counts as a click
         _item("i3", T1, 1, 1, 1.0, 1, 0, **at_t1),
     ]
 
