@@ -30,7 +30,7 @@ from spark_jobs.training.offline_io import (
 )
 
 if TYPE_CHECKING:
-    from spark_jobs.training.pipeline import TrainedRecommender
+    from spark_jobs.training.spark_model import SparkRecommender
 
 MAX_K = 10_000
 
@@ -101,19 +101,17 @@ def run_offline(
         else 0
     )
     console.step(f"recommending top-{k} with {served}")
-    recs = recommender.recommend(k + owned_extra, model, sorted(interactions[USER_ID].unique()))
+    # The output file holds every user's list, so its rows come to this process in any case.
+    recs = recommender.recommend(k + owned_extra, model).toPandas()
     recs = exclude_owned(recs, interactions, k)
     rows = write_recommendations(recs, out_path)
     short = n_users - recs[USER_ID].nunique()
     if short:
         notes.append(f"{short} user(s) already have every catalog item: no rows for them")
     facts: dict[str, object] = dict(recommender.metrics)
-    if recommender.factors is not None:
-        facts["als_params"] = (
-            f"rank={recommender.factors.params.rank} "
-            f"reg={recommender.factors.params.reg_param} "
-            f"alpha={recommender.factors.params.alpha}"
-        )
+    params = recommender.items.params
+    if params is not None and recommender.has_als:
+        facts["als_params"] = f"rank={params.rank} reg={params.reg_param} alpha={params.alpha}"
     return OfflineResult(rows, n_users, model, served, time.perf_counter() - started, notes, facts)
 
 
@@ -125,33 +123,27 @@ def _train(
     seed: int,
     config: Config | None,
     grid: tuple[AlsParams, ...] | None,
-) -> TrainedRecommender:
-    from spark_jobs.training.pipeline import (
-        MIN_USERS_FOR_ALS,
-        TrainSettings,
-        popularity_only,
-        train_recommender,
-    )
+) -> SparkRecommender:
+    from spark_jobs.common.config import get_config
+    from spark_jobs.evaluation.report import pairs_from_pandas
+    from spark_jobs.training.pipeline import MIN_USERS_FOR_ALS, TrainSettings
+    from spark_jobs.training.session import checkpoint_dir, training_session
+    from spark_jobs.training.trainer import popularity_on_spark, train_on_spark
 
+    config = config or get_config()
+    console.step("starting Spark")
+    spark = training_session(config, app_name="recsys-offline")
     positive = interactions.loc[interactions[STRENGTH] > 0]
     if model == MODEL_POPULARITY or positive.empty or positive[USER_ID].nunique() < MIN_USERS_FOR_ALS:
-        if positive.empty:
-            # Nothing positive to count: every item scores 0 and ties fall back to catalog order.
-            base = popularity_only(interactions.assign(**{STRENGTH: 1.0}), items)
-        else:
-            base = popularity_only(interactions, items)
+        # Nothing positive to count: every item scores 0 and ties fall back to catalog order.
+        counted = interactions.assign(**{STRENGTH: 1.0}) if positive.empty else interactions
+        base = popularity_on_spark(pairs_from_pandas(spark, counted), items)
         if model != MODEL_POPULARITY:
             base.notes.append(
                 f"fewer than {MIN_USERS_FOR_ALS} users with positive interactions: popularity fallback"
             )
         return base
-    from spark_jobs.common.config import get_config
-    from spark_jobs.training.session import checkpoint_dir, training_session
-
-    config = config or get_config()
-    console.step("starting Spark")
-    spark = training_session(config, app_name="recsys-offline")
-    console.step(f"training {model} (validation carved from --train: {carve})")
+    console.step(f"training {model} on Spark (validation carved from --train: {carve})")
     settings = TrainSettings(
         grid=grid or DEFAULT_GRID,
         carve=carve,
@@ -159,7 +151,7 @@ def _train(
         train_ranker=model == MODEL_HYBRID,
         checkpoint_dir=checkpoint_dir(config),
     )
-    return train_recommender(spark, interactions, items, settings=settings)
+    return train_on_spark(pairs_from_pandas(spark, interactions), items, settings=settings)
 
 
 def _handle(args: argparse.Namespace) -> int:

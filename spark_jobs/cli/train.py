@@ -21,7 +21,7 @@ from spark_jobs.common.config import get_config
 from spark_jobs.common.errors import UsageError
 
 if TYPE_CHECKING:
-    from spark_jobs.training.gate import GateDecision
+    from spark_jobs.registry.gate import GateDecision
 
 # Databricks task value: whether the champion changed (the bundle's condition task reads it; a
 # wheel task cannot signal through its exit code without failing).

@@ -25,6 +25,9 @@ ERASURE_REQUESTS = "erasure_requests"
 ERASURE_AUDIT = "erasure_audit"
 # Every list the scorer served (append-only exposure log): CTR per A/B variant is computed from it.
 RECOMMENDATION_LOG = "recommendation_log"
+# ALS factors of every registered version (``model_version`` = the recsys_als version).
+USER_FACTORS = "user_factors"
+ITEM_FACTORS = "item_factors"
 
 # Views over the tables (created with the tables, in the same database).
 VIEW_USER_TOP_N = "user_top_n"
@@ -44,6 +47,8 @@ ALL_TABLES = (
     ERASURE_REQUESTS,
     ERASURE_AUDIT,
     RECOMMENDATION_LOG,
+    USER_FACTORS,
+    ITEM_FACTORS,
 )
 
 # Registered MLflow models.

@@ -13,7 +13,6 @@ import json
 import logging
 import time
 import warnings
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from functools import cache
 from typing import TYPE_CHECKING, Any
@@ -100,6 +99,13 @@ def _probe() -> Accelerator:
     return Accelerator("cuda", "cudf", "CUDA device and cuDF found")
 
 
+def booster_device(booster: Any) -> str:
+    """The device a fitted ``XGBRanker``/``Booster`` is set to: XGBoost silently falls back to
+    ``cpu`` when ``cuda`` was asked for and no GPU is visible, so only this says what ran."""
+    inner = booster.get_booster() if hasattr(booster, "get_booster") else booster
+    return str(json.loads(inner.save_config())["learner"]["generic_param"]["device"])
+
+
 def _to_frame(features: pd.DataFrame, accel: Accelerator) -> Any:
     matrix = features[list(FEATURE_COLUMNS)].astype(np.float32)
     if accel.dataframe == "cudf":
@@ -176,29 +182,8 @@ def fit_ranker(
     eval_users = set(rng.choice(users, size=n_eval, replace=False)) if n_eval else set()
     is_eval = usable[USER_ID].astype(str).isin(eval_users)
     train, train_qid = _grouped(usable.loc[~is_eval])
-    model = xgb.XGBRanker(
-        objective="rank:ndcg",
-        eval_metric="ndcg@10",
-        tree_method="hist",
-        device=accel.device,
-        n_estimators=params.n_estimators,
-        learning_rate=params.learning_rate,
-        max_depth=params.max_depth,
-        min_child_weight=params.min_child_weight,
-        subsample=params.subsample,
-        colsample_bytree=params.colsample_bytree,
-        reg_lambda=params.reg_lambda,
-        random_state=params.seed,
-        lambdarank_pair_method="topk",
-        lambdarank_num_pair_per_sample=10,
-        early_stopping_rounds=params.early_stopping_rounds if eval_users else None,
-        monotone_constraints=(
-            "(" + ",".join(str(MONOTONE.get(c, 0)) for c in FEATURE_COLUMNS) + ")"
-            if params.monotone
-            else None
-        ),
-        n_jobs=0,
-    )
+    settings = ranker_settings(params, accel.device, bool(eval_users))
+    model = xgb.XGBRanker(**settings, n_jobs=0)
     fit_kwargs: dict[str, Any] = {"qid": train_qid, "verbose": False}
     if params.base_margin:
         fit_kwargs["base_margin"] = _margin(train, params)
@@ -211,6 +196,9 @@ def fit_ranker(
     started = time.perf_counter()
     model.fit(_to_frame(train, accel), train[LABEL].to_numpy(), **fit_kwargs)
     seconds = time.perf_counter() - started
+    ran_on = booster_device(model)
+    if not ran_on.startswith(accel.device):
+        accel = Accelerator(ran_on, accel.dataframe, f"{accel.device} requested, XGBoost ran on {ran_on}")
     best = int(getattr(model, "best_iteration", params.n_estimators - 1) or 0)
     log.info(
         "ranker trained on %s/%s in %.1fs (%s), best iteration %d",
@@ -239,34 +227,121 @@ def rank_candidates(model: RankerModel, candidates: pd.DataFrame, k: int) -> pd.
     return scored.loc[scored[RANK] <= k].reset_index(drop=True)
 
 
+USERS_PER_WORKER = 5_000
+
+
+def ranker_settings(params: RankerParams, device: str, early_stopping: bool) -> dict[str, Any]:
+    """XGBoost settings shared by the in-memory and the Spark fit, so both learn the same model."""
+    return {
+        "objective": "rank:ndcg",
+        "eval_metric": "ndcg@10",
+        "tree_method": "hist",
+        "device": device,
+        "n_estimators": params.n_estimators,
+        "learning_rate": params.learning_rate,
+        "max_depth": params.max_depth,
+        "min_child_weight": params.min_child_weight,
+        "subsample": params.subsample,
+        "colsample_bytree": params.colsample_bytree,
+        "reg_lambda": params.reg_lambda,
+        "random_state": params.seed,
+        "lambdarank_pair_method": "topk",
+        "lambdarank_num_pair_per_sample": 10,
+        "early_stopping_rounds": params.early_stopping_rounds if early_stopping else None,
+        "monotone_constraints": (
+            "(" + ",".join(str(MONOTONE.get(c, 0)) for c in FEATURE_COLUMNS) + ")"
+            if params.monotone
+            else None
+        ),
+    }
+
+
 def fit_ranker_spark(
     candidates: SparkDataFrame,
     params: RankerParams = RankerParams(),
-    num_workers: int = 2,
-    use_gpu: bool = False,
-    feature_columns: Sequence[str] = FEATURE_COLUMNS,
-) -> Any:
-    """Distributed LambdaMART on a Spark DataFrame of candidates (cluster runs).
+    accelerator: Accelerator | None = None,
+    num_workers: int | None = None,
+) -> RankerModel:
+    """LambdaMART on a Spark DataFrame of labelled candidates, trained by ``SparkXGBRanker``.
 
-    Same objective and settings as ``fit_ranker``; rows must carry ``user_id`` as the group and
-    ``label``. Returns the fitted ``SparkXGBRankerModel``.
+    The same objective and settings as ``fit_ranker``: only users with a positive and a negative
+    candidate, a seeded ``eval_fraction`` of them (by a hash of the user id, so no list of users
+    is built) held out for early stopping, ``base_margin x als_score`` as the starting margin.
+    ``num_workers`` defaults to one per ``USERS_PER_WORKER`` users (at most the cluster's
+    parallelism); ``device="cuda"`` when the
+    accelerator says so (executors with GPUs). Raises ``ValueError`` when no user can teach.
     """
+    import xgboost as xgb
+    from pyspark.sql import Window
     from pyspark.sql import functions as F
     from xgboost.spark import SparkXGBRanker
 
-    with_qid = candidates.withColumn("qid", F.abs(F.hash(F.col(USER_ID)))).sortWithinPartitions("qid")
+    accel = accelerator or detect_accelerator()
+    per_user = Window.partitionBy(USER_ID)
+    positives, size = F.sum(LABEL).over(per_user), F.count(F.lit(1)).over(per_user)
+    usable = (
+        candidates.withColumn("_pos", positives)
+        .withColumn("_n", size)
+        .where((F.col("_pos") > 0) & (F.col("_pos") < F.col("_n")))
+        .drop("_pos", "_n")
+        .cache()
+    )
+    n_users = usable.select(USER_ID).distinct().count()
+    if n_users == 0:
+        raise ValueError("no user has both positive and negative candidates; cannot train a ranker")
+    early = n_users >= 10 and bool(params.early_stopping_rounds)
+    bucket = F.pmod(F.xxhash64(F.col(USER_ID), F.lit(params.seed)), F.lit(10_000))
+    # A non-negative 32-bit group id: XGBoost reads qid as unsigned, and sorts on it per task.
+    qid = F.pmod(F.xxhash64(USER_ID), F.lit(2_147_483_647)).cast("int")
+    frame = usable.withColumn("qid", qid).withColumn(
+        "is_eval", (bucket < int(params.eval_fraction * 10_000)) if early else F.lit(False)
+    )
+    if params.base_margin:
+        frame = frame.withColumn("margin", F.col("als_score") * float(params.base_margin))
+    # One array column, not ``features_col=[...]``: with a list of columns, XGBoost's Spark reader
+    # (3.1.2, ``append_m``) raises KeyError('values') on any Arrow batch whose training or
+    # early-stopping part is empty, which depends on how rows fall into batches (seen in CI).
+    # Missing values stay NaN (``missing=nan``), as in the per-column path.
+    nan = F.lit(float("nan")).cast("float")
+    frame = frame.withColumn(
+        "features", F.array(*(F.coalesce(F.col(c).cast("float"), nan) for c in FEATURE_COLUMNS))
+    )
+    spark = candidates.sparkSession
+    # One XGBoost worker per ``USERS_PER_WORKER`` users, up to the cluster's parallelism: every
+    # worker then holds enough users for its share of the early-stopping set (XGBoost's Spark
+    # reader fails on a worker without validation rows) and small data is not spread thin.
+    workers = num_workers or max(1, min(spark.sparkContext.defaultParallelism, n_users // USERS_PER_WORKER))
+    settings = ranker_settings(params, accel.device, early)
     ranker = SparkXGBRanker(
-        features_col=list(feature_columns),
+        features_col="features",
         label_col=LABEL,
         qid_col="qid",
-        objective="rank:ndcg",
-        num_workers=num_workers,
-        device="cuda" if use_gpu else "cpu",
-        n_estimators=params.n_estimators,
-        learning_rate=params.learning_rate,
-        max_depth=params.max_depth,
-        min_child_weight=params.min_child_weight,
-        subsample=params.subsample,
-        random_state=params.seed,
+        num_workers=workers,
+        validation_indicator_col="is_eval" if early else None,
+        base_margin_col="margin" if params.base_margin else None,
+        **{k: v for k, v in settings.items() if v is not None},
     )
-    return ranker.fit(with_qid)
+    started = time.perf_counter()
+    try:
+        fitted = ranker.fit(frame)
+    finally:
+        usable.unpersist()
+    seconds = time.perf_counter() - started
+    booster = fitted.get_booster()
+    model = xgb.XGBRanker(**{k: v for k, v in settings.items() if k != "early_stopping_rounds"})
+    model.load_model(bytearray(booster.save_raw("ubj")))
+    model.get_booster().feature_names = list(FEATURE_COLUMNS)
+    ran_on = booster_device(model)
+    if not ran_on.startswith(accel.device):
+        accel = Accelerator(ran_on, accel.dataframe, f"{accel.device} requested, XGBoost ran on {ran_on}")
+    best = (
+        int(booster.best_iteration) if early and booster.attr("best_iteration") else params.n_estimators - 1
+    )
+    metrics = {"ranker_users": float(n_users), "ranker_workers": float(workers)}
+    history = fitted.training_summary.validation_objective_history if fitted.training_summary else {}
+    if history.get("ndcg@10"):
+        metrics["ranker_valid_ndcg10"] = float(history["ndcg@10"][min(best, len(history["ndcg@10"]) - 1)])
+    log.info(
+        "ranker trained by %d Spark workers on %s in %.1fs, best iteration %d", workers, ran_on, seconds, best
+    )
+    return RankerModel(model, params, accel, seconds, best, metrics)

@@ -39,6 +39,7 @@ def test_train_registers_both_models_and_gates_champion(spark, fresh_lakehouse, 
     assert set(first.table["model"]) == {"popularity", "als", "hybrid"}
     hybrid = first.table.set_index("model").loc["hybrid"]
     popularity = first.table.set_index("model").loc["popularity"]
+    assert first.notes == [], first.notes  # no fallback: ALS, the ranker and the refit all ran
     assert hybrid["served_by"] == "hybrid"
     assert hybrid["ndcg"] > popularity["ndcg"]
     assert first.versions == {names.MODEL_ALS: "1", names.MODEL_RANKER: "1"}
@@ -70,9 +71,21 @@ def test_train_registers_both_models_and_gates_champion(spark, fresh_lakehouse, 
     als = mlflow.pyfunc.load_model(f"models:/{names.MODEL_ALS}@{names.ALIAS_CHAMPION}")
     recs = als.predict(pd.DataFrame({"user_id": ["1", "2"]}), params={"k": 5})
     assert recs.groupby("user_id").size().to_dict() == {"1": 5, "2": 5}
+    # The factors of version 1 are tables too: one vector per trained user and per catalog item.
+    user_factors = spark.table(config.table(names.USER_FACTORS)).where("model_version = '1'")
+    item_factors = spark.table(config.table(names.ITEM_FACTORS)).where("model_version = '1'")
+    trained_users = user_factors.select("user_id").distinct().count()
+    assert trained_users == user_factors.count() == ratings["user_id"].nunique()
+    # Items: those of the training part (no catalog table here), each once.
+    item_ids = [r.item_id for r in item_factors.select("item_id").collect()]
+    assert len(item_ids) == len(set(item_ids)) and set(item_ids) <= set(ratings["item_id"].astype(str))
+    assert len(item_ids) > 0.8 * ratings["item_id"].nunique()
+    assert {len(r.factors) for r in user_factors.limit(5).collect()} == {SETTINGS.grid[0].rank}
 
-    # Same data again: the challenger equals the champion on the same holdout -> promoted.
-    second = run_training(spark, config, SETTINGS)
+    # Same data again, as an orchestrator run: the challenger equals the champion on the same
+    # holdout -> promoted; its versions are tagged with the run once the gate judged them.
+    key = "scheduled__2026-03-02T00:00:00+00:00"
+    second = run_training(spark, config, SETTINGS, run_key=key)
     assert second.versions == {names.MODEL_ALS: "2", names.MODEL_RANKER: "2"}
     assert second.champion_table is not None
     assert second.champion_table["ndcg"].iloc[0] == pytest.approx(hybrid["ndcg"], rel=0.05)
@@ -81,19 +94,15 @@ def test_train_registers_both_models_and_gates_champion(spark, fresh_lakehouse, 
         assert alias_version(client, model, names.ALIAS_CHALLENGER) == "2"
         assert alias_version(client, model, names.ALIAS_CHAMPION) == "2"
 
-    # An orchestrator run: its versions are tagged once the gate judged them, and a rerun of the
-    # same run (a retried or cleared task) registers nothing new and reports the first decision.
-    key = "scheduled__2026-03-02T00:00:00+00:00"
-    keyed = run_training(spark, config, SETTINGS, run_key=key)
-    assert keyed.versions == {names.MODEL_ALS: "3", names.MODEL_RANKER: "3"}
-    assert keyed.decision is not None and keyed.decision.promote
+    # A rerun of the same run (a retried or cleared task) registers nothing new and reports the
+    # first decision.
     rerun = run_training(spark, config, SETTINGS, run_key=key)
-    assert rerun.versions == keyed.versions and rerun.run_id is None and rerun.table.empty and rerun.rerun
+    assert rerun.versions == second.versions and rerun.run_id is None and rerun.table.empty and rerun.rerun
     assert rerun.decision is not None and rerun.decision.promote
     assert rerun.decision.reasons[0].startswith(f"run {key} already trained")
     for model in (names.MODEL_ALS, names.MODEL_RANKER):
         versions = sorted(int(v.version) for v in client.search_model_versions(f"name = '{model}'"))
-        assert versions == [1, 2, 3]
-        assert client.get_model_version(model, "3").tags["orchestrator_run_id"] == key
-        assert "orchestrator_run_id" not in client.get_model_version(model, "2").tags
-        assert alias_version(client, model, names.ALIAS_CHAMPION) == "3"
+        assert versions == [1, 2]
+        assert client.get_model_version(model, "2").tags["orchestrator_run_id"] == key
+        assert "orchestrator_run_id" not in client.get_model_version(model, "1").tags
+        assert alias_version(client, model, names.ALIAS_CHAMPION) == "2"

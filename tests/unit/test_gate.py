@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from spark_jobs.training.gate import (
+from spark_jobs.registry.gate import (
     RELATIVE_TOLERANCE,
     GateDecision,
     apply_decision,

@@ -7,7 +7,7 @@ import pytest
 from spark_jobs.cli.main import build_parser
 from spark_jobs.cli.train import exit_code
 from spark_jobs.common.errors import UsageError
-from spark_jobs.training.gate import GateDecision
+from spark_jobs.registry.gate import GateDecision
 
 pytestmark = pytest.mark.unit
 

@@ -13,12 +13,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import mlflow
 import numpy as np
@@ -29,12 +30,17 @@ from spark_jobs.common.config import Config
 from spark_jobs.training.als import AlsFactors, AlsParams, recommend_from_scores
 from spark_jobs.training.columns import DEFAULT_K, USER_ID
 from spark_jobs.training.features import FEATURE_COLUMNS
-from spark_jobs.training.pipeline import TrainedRecommender
 from spark_jobs.training.ranker import RankerModel, RankerParams, detect_accelerator
+from spark_jobs.training.spark_model import SparkRecommender
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame
 
 log = logging.getLogger(__name__)
 
 FACTORS_ARTIFACT = "factors"
+# User vectors, written by the executors as Parquet files (the driver never holds them all).
+USER_FACTORS_ARTIFACT = "user_factors"
 # Model version tags with the event-time window a version was trained on; drift compares the live
 # data with it (spark_jobs.drift.job.champion_reference_window).
 TAG_WINDOW_START = "train_window_start"
@@ -42,13 +48,27 @@ TAG_WINDOW_END = "train_window_end"
 # The orchestrator run (Airflow run_id, Databricks job run) whose training registered a version,
 # set once the gate has judged it: a rerun of that run finds it and registers nothing new.
 TAG_RUN = "orchestrator_run_id"
+# Written by mlflow.set_tracking_uri / set_registry_uri into os.environ (see setup_tracking).
+_MLFLOW_URI_VARS = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
 PIP_REQUIREMENTS = ("mlflow==3.6.0", "numpy<2.3", "pandas<3", "xgboost==3.1.2", "scikit-learn<1.8")
 
 
 def setup_tracking(config: Config) -> str:
-    """Point MLflow at the configured store and make sure the experiment exists; returns its id."""
+    """Point MLflow at the configured store and make sure the experiment exists; returns its id.
+
+    ``mlflow.set_tracking_uri`` also writes ``MLFLOW_TRACKING_URI`` into the process environment,
+    which ``load_config`` reads as the user's choice: a later config in this process (a test, a
+    notebook with a second lakehouse) would silently inherit this store. The environment is put
+    back as it was; MLflow keeps the URI in its own state.
+    """
+    before = {var: os.environ.get(var) for var in _MLFLOW_URI_VARS}
     mlflow.set_tracking_uri(config.tracking_uri)
     mlflow.set_registry_uri(config.tracking_uri)
+    for var, value in before.items():
+        if value is None:
+            os.environ.pop(var, None)
+        else:
+            os.environ[var] = value
     experiment = mlflow.get_experiment_by_name(config.mlflow.experiment)
     if experiment is None:
         if "://" not in config.artifact_root:
@@ -66,39 +86,63 @@ def setup_tracking(config: Config) -> str:
 
 class AlsRecommenderModel(mlflow.pyfunc.PythonModel):
     """pyfunc over ALS factors: input ``user_id`` rows, output top-``k`` ``user_id, item_id,
-    score, rank`` (param ``k``). Unknown users get no rows; the scorer adds fallbacks."""
+    score, rank`` (param ``k``). Unknown users get no rows; the scorer adds fallbacks.
+
+    Loading reads the item factors only; the vectors of the requested users are read from the
+    ``user_factors`` Parquet artifact on each call (filtered by user), so a model of millions of
+    users loads in the memory of its catalog.
+    """
 
     def __init__(self) -> None:
         self.factors: AlsFactors | None = None
+        self.user_path: str | None = None
 
     def load_context(self, context: Any) -> None:
         self.factors = load_factors(context.artifacts[FACTORS_ARTIFACT])
+        self.user_path = context.artifacts.get(USER_FACTORS_ARTIFACT)
+
+    def user_vectors(self, users: list[str]) -> tuple[list[str], np.ndarray]:
+        """The requested users that have a vector, and their vectors (rows in that order)."""
+        assert self.factors is not None
+        if self.user_path is None:  # versions logged before user vectors moved out of the npz
+            known = {u: n for n, u in enumerate(self.factors.user_ids)}
+            found = [u for u in users if u in known]
+            return found, self.factors.user_factors[[known[u] for u in found]]
+        import pyarrow.dataset as ds
+
+        table = ds.dataset(self.user_path, format="parquet").to_table(filter=ds.field(USER_ID).isin(users))
+        vectors = dict(
+            zip(table.column(USER_ID).to_pylist(), table.column("factors").to_pylist(), strict=True)
+        )
+        found = [u for u in users if u in vectors]
+        rank = self.factors.item_factors.shape[1]
+        return found, np.asarray([vectors[u] for u in found], dtype=np.float32).reshape(len(found), rank)
 
     def predict(
         self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
     ) -> pd.DataFrame:
         assert self.factors is not None
         k = int((params or {}).get("k", DEFAULT_K))
-        users = [str(u) for u in model_input[USER_ID]]
-        known = set(self.factors.user_ids)
-        users = [u for u in users if u in known]
-        scores = self.factors.user_rows(users) @ self.factors.item_factors.T
+        users, vectors = self.user_vectors([str(u) for u in model_input[USER_ID]])
+        scores = vectors @ self.factors.item_factors.T
         return recommend_from_scores(scores, users, self.factors.item_ids, k)
 
 
-def save_factors(factors: AlsFactors, path: Path) -> Path:
+def save_factors(item_ids: np.ndarray, item_factors: np.ndarray, params: AlsParams, path: Path) -> Path:
+    """The item half of an ALS model (item-sized) as one npz file."""
     np.savez_compressed(
         path,
-        user_ids=factors.user_ids.astype(str),
-        item_ids=factors.item_ids.astype(str),
-        user_factors=factors.user_factors,
-        item_factors=factors.item_factors,
-        params=np.array([json.dumps(dataclasses.asdict(factors.params))]),
+        user_ids=np.array([], dtype=str),
+        item_ids=item_ids.astype(str),
+        user_factors=np.zeros((0, item_factors.shape[1]), dtype=np.float32),
+        item_factors=item_factors,
+        params=np.array([json.dumps(dataclasses.asdict(params))]),
     )
     return path
 
 
 def load_factors(path: str | Path) -> AlsFactors:
+    """Item factors and parameters (and, for versions logged before 2026-12, the user vectors)."""
     data = np.load(path, allow_pickle=False)
     params = AlsParams(**json.loads(str(data["params"][0])))
     return AlsFactors(
@@ -119,7 +163,7 @@ class LoggedRun:
 
 
 def log_training_run(
-    model: TrainedRecommender,
+    model: SparkRecommender,
     metrics: Mapping[str, float],
     params: Mapping[str, Any],
     plots: Mapping[str, Path] = {},
@@ -132,37 +176,43 @@ def log_training_run(
     ``version_tags`` go on every registered version (``window_tags``: the training window).
     Call ``setup_tracking`` first. Non-finite metrics are skipped (MLflow rejects NaN in SQLite).
     """
-    accel = detect_accelerator()
+    accel = model.ranker.accelerator if model.ranker is not None else detect_accelerator()
     with mlflow.start_run() as run:
         mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
-        mlflow.log_params({"ranker_device": accel.device, "ranker_dataframe": accel.dataframe})
+        device = {"ranker_device": accel.device, "ranker_dataframe": accel.dataframe}
+        mlflow.log_params(device)
+        mlflow.set_tags({**device, "ranker_accelerator_reason": accel.reason})
         mlflow.log_metrics({k: float(v) for k, v in metrics.items() if np.isfinite(float(v))})
         for path in plots.values():
             mlflow.log_artifact(str(path), artifact_path="plots")
         for name, table in tables.items():
             mlflow.log_table(table, artifact_file=f"tables/{name}.json")
         versions: dict[str, str] = {}
-        if model.factors is not None:
-            versions.update(_log_als(model.factors, register))
+        if model.has_als:
+            versions.update(_log_als(model, register))
         if model.ranker is not None:
             versions.update(_log_ranker(model.ranker, model, register))
         tag_versions(mlflow.MlflowClient(), versions, version_tags)
         return LoggedRun(run.info.run_id, versions)
 
 
-def _log_als(factors: AlsFactors, register: bool) -> dict[str, str]:
-    mlflow.log_params({f"als_{k}": v for k, v in factors.params.as_dict().items()})
+def _log_als(model: SparkRecommender, register: bool) -> dict[str, str]:
+    items = model.items
+    assert items.item_factors is not None and items.params is not None and model.user_factors is not None
+    mlflow.log_params({f"als_{k}": v for k, v in items.params.as_dict().items()})
     with tempfile.TemporaryDirectory() as tmp:
-        path = save_factors(factors, Path(tmp) / "factors.npz")
-        example = pd.DataFrame({USER_ID: [str(u) for u in factors.user_ids[:3]]})
+        path = save_factors(items.item_ids, items.item_factors, items.params, Path(tmp) / "factors.npz")
+        user_dir = Path(tmp) / USER_FACTORS_ARTIFACT
+        model.user_factors.write.mode("overwrite").parquet(str(user_dir))
+        example = model.user_factors.select(USER_ID).limit(3).toPandas()
         wrapper = AlsRecommenderModel()
-        wrapper.factors = factors
+        wrapper.factors, wrapper.user_path = load_factors(path), str(user_dir)
         output = wrapper.predict(None, example, {"k": DEFAULT_K})
         signature = mlflow.models.infer_signature(example, output, params={"k": DEFAULT_K})
         info = mlflow.pyfunc.log_model(
             name="als",
             python_model=AlsRecommenderModel(),
-            artifacts={FACTORS_ARTIFACT: str(path)},
+            artifacts={FACTORS_ARTIFACT: str(path), USER_FACTORS_ARTIFACT: str(user_dir)},
             signature=signature,
             input_example=example,
             pip_requirements=list(PIP_REQUIREMENTS),
@@ -171,7 +221,7 @@ def _log_als(factors: AlsFactors, register: bool) -> dict[str, str]:
     return {names.MODEL_ALS: str(info.registered_model_version)} if register else {}
 
 
-def _log_ranker(ranker: RankerModel, model: TrainedRecommender, register: bool) -> dict[str, str]:
+def _log_ranker(ranker: RankerModel, model: SparkRecommender, register: bool) -> dict[str, str]:
     import mlflow.xgboost
 
     mlflow.log_params({f"ranker_{k}": v for k, v in ranker.params.as_dict().items()})
@@ -190,14 +240,10 @@ def _log_ranker(ranker: RankerModel, model: TrainedRecommender, register: bool) 
     return {names.MODEL_RANKER: str(info.registered_model_version)} if register else {}
 
 
-def _feature_example(model: TrainedRecommender) -> pd.DataFrame:
-    from spark_jobs.training.features import build_candidates
-
-    users = list(model.matrix.user_ids[:2])
-    cands = build_candidates(
-        model.matrix, model.sources, model.factors, users, model.side, config=model.settings.candidates
-    )
-    return cands[list(FEATURE_COLUMNS)].head(5).astype(np.float32)
+def _feature_example(model: SparkRecommender) -> pd.DataFrame:
+    users = model.pairs.select(USER_ID).distinct().limit(2)
+    cands = model.candidates(users).limit(5).toPandas()
+    return cands[list(FEATURE_COLUMNS)].astype(np.float32)
 
 
 def window_tags(start: datetime, end: datetime) -> dict[str, str]:
@@ -265,9 +311,15 @@ def versions_for_run(client: Any, run_key: str) -> dict[str, str]:
     return found
 
 
-def load_champion(client: Any, current: TrainedRecommender) -> TrainedRecommender | None:
-    """The champion's models on top of ``current``'s interactions and sources, ready to be scored
-    on the same evaluation data as the challenger; None when there is no usable champion."""
+def load_champion(
+    client: Any, current: SparkRecommender, user_factors: DataFrame | None
+) -> SparkRecommender | None:
+    """The champion's models on top of ``current``'s training pairs and sources, ready to be
+    scored on the same evaluation data as the challenger; None when there is no usable champion.
+
+    ``user_factors`` (user_id, factors) are the champion's user vectors (``recsys.user_factors``
+    of its version); users it never saw get no vector, as when it serves them before a retrain.
+    """
     import mlflow.xgboost
 
     versions = champion_versions(client)
@@ -275,7 +327,8 @@ def load_champion(client: Any, current: TrainedRecommender) -> TrainedRecommende
         return None
     try:
         als = mlflow.pyfunc.load_model(f"models:/{names.MODEL_ALS}@{names.ALIAS_CHAMPION}")
-        factors = als.unwrap_python_model().factors
+        wrapper = als.unwrap_python_model()
+        factors: AlsFactors = wrapper.factors
         ranker = None
         if names.MODEL_RANKER in versions:
             booster = mlflow.xgboost.load_model(f"models:/{names.MODEL_RANKER}@{names.ALIAS_CHAMPION}")
@@ -283,4 +336,19 @@ def load_champion(client: Any, current: TrainedRecommender) -> TrainedRecommende
     except Exception as err:  # a champion we cannot load must not block training
         log.warning("champion could not be loaded (%s): treated as absent", err)
         return None
-    return dataclasses.replace(current, factors=factors, ranker=ranker, notes=[])
+    if user_factors is None and len(factors.user_ids):  # a version logged with its users in the npz
+        spark = current.pairs.sparkSession
+        legacy = pd.DataFrame(
+            {USER_ID: factors.user_ids.astype(str), "factors": [v.tolist() for v in factors.user_factors]}
+        )
+        user_factors = spark.createDataFrame(legacy)
+    if user_factors is None:
+        log.warning("champion %s has no user vectors: treated as absent", versions)
+        return None
+    items = dataclasses.replace(
+        current.items,
+        item_factors=factors.aligned_items(current.items.item_ids),
+        params=factors.params,
+        ranker=ranker,
+    )
+    return dataclasses.replace(current, items=items, user_factors=user_factors, notes=[])
