@@ -15,8 +15,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "score",
         help="re-rank the top-N of users with new events into recsys.recommendations",
         description="Streaming scorer: every micro-batch of new silver events re-scores the users "
-        "it touched (ALS fold-in, candidates, champion ranker, rules, MMR, reasons) and MERGEs "
-        "their lists into recsys.recommendations. --once scores every active user and exits.",
+        "it touched (ALS fold-in, candidates, champion ranker, rules, MMR, reasons) on the executors "
+        "and MERGEs their lists into recsys.recommendations. Per-user state lives in the stream's "
+        "checkpoint; a restart resumes where the last committed batch ended. --once scores every "
+        "active user from silver and exits.",
     )
     parser.add_argument("--once", action="store_true", help="score all active users once and exit")
     parser.add_argument(
@@ -24,6 +26,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--mmr-lambda", type=float, default=None, help="relevance vs diversity, 0..1 (default from config)"
+    )
+    parser.add_argument(
+        "--reset-state",
+        action="store_true",
+        help="delete the stream's checkpoint and state first; the stream then rebuilds them from silver",
     )
     parser.set_defaults(handler=run)
 
@@ -41,8 +48,13 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--user only works with --once")
     console.step(f"starting Spark ({config.spark.master or 'cluster'})")
     spark = build_session(config, app_name="recsys-score")
+    if args.reset_state:
+        dropped = job.reset_state(spark, config)
+        console.step(
+            f"scorer state {'deleted' if dropped else 'was empty'}: the stream rebuilds it from silver"
+        )
     if args.once:
-        console.step("loading state and models, scoring every active user")
+        console.step("building user states and the item snapshot from silver, scoring every active user")
         scorer = job.refresh_all(spark, config, users=args.user)
     else:
         console.step(f"scoring new events every {config.serving.trigger_interval}; Ctrl-C to stop")
@@ -71,6 +83,7 @@ def _summary(config, scorer) -> None:
             ("seconds reading / scoring / writing", f"{s.read_s:.1f} / {s.score_s:.1f} / {s.write_s:.1f}"),
             ("models", ", ".join(sorted(s.model_versions)) or "none"),
             *(("note", m) for m in scorer.store.messages),
+            *((("item snapshot rebuilds", s.snapshot_refreshes),) if s.snapshot_refreshes else ()),
             *((("events for unknown items", s.unknown_item_events),) if s.unknown_item_events else ()),
         ],
         next_steps=[

@@ -1,6 +1,9 @@
 """The models the scorer serves: champion and challenger from the MLflow registry, with fallbacks.
 
-Loaded once and reloaded only when an alias moves (checked at most every ``check_every_s``).
+Loaded once on the driver and reloaded only when an alias moves (checked at most every
+``check_every_s``); ``ModelStore.serving()`` is the picklable ``ModelSet`` the scorer broadcasts to
+the executors, replaced when a model changes. Only what serving reads is kept: the ALS item
+factors and parameters (user vectors are folded in from the user's own pairs) and the ranker.
 A version that cannot be loaded never stops serving: the scorer keeps the last good one, or falls
 back to popularity when there never was one, and says so. A ranker trained on a different feature
 set is refused outright (``ModelContractError``): scoring it would silently produce garbage.
@@ -71,20 +74,12 @@ def check_features(ranker: Any, model_name: str, version: str) -> None:
         )
 
 
-class ModelStore:
-    """Champion and challenger, kept in sync with the registry's aliases."""
+@dataclass(frozen=True)
+class ModelSet:
+    """The models of every variant at one moment: what scoring reads, on the driver or shipped
+    to the executors in a broadcast."""
 
-    def __init__(self, config: Config, check_every_s: float = 5.0) -> None:
-        import mlflow
-
-        from spark_jobs.training.registry import setup_tracking
-
-        setup_tracking(config)
-        self.client = mlflow.MlflowClient()
-        self.check_every_s = check_every_s
-        self.models: dict[str, ServingModel] = {v: ServingModel() for v in ALIASES}
-        self.messages: list[str] = []
-        self._checked_at = -np.inf
+    models: dict[str, ServingModel]
 
     def model(self, variant: str) -> ServingModel:
         """The model serving ``variant``; the challenger falls back to the champion when absent."""
@@ -98,6 +93,38 @@ class ModelStore:
         """A challenger worth an A/B split: loaded, and not the champion's own versions."""
         challenger, champion = self.models[names.VARIANT_CHALLENGER], self.models[names.VARIANT_CHAMPION]
         return challenger.factors is not None and challenger.versions != champion.versions
+
+    @property
+    def labels(self) -> dict[str, str]:
+        """``model_version`` of each variant as it is served."""
+        return {variant: self.model(variant).label for variant in self.models}
+
+
+class ModelStore:
+    """Champion and challenger, kept in sync with the registry's aliases."""
+
+    def __init__(self, config: Config, check_every_s: float = 5.0) -> None:
+        import mlflow
+
+        from spark_jobs.registry.store import setup_tracking
+
+        setup_tracking(config)
+        self.client = mlflow.MlflowClient()
+        self.check_every_s = check_every_s
+        self.models: dict[str, ServingModel] = {v: ServingModel() for v in ALIASES}
+        self.messages: list[str] = []
+        self._checked_at = -np.inf
+
+    def serving(self) -> ModelSet:
+        """What is served now, as one picklable value (the scorer broadcasts it)."""
+        return ModelSet(dict(self.models))
+
+    def model(self, variant: str) -> ServingModel:
+        return self.serving().model(variant)
+
+    @property
+    def has_challenger(self) -> bool:
+        return self.serving().has_challenger
 
     def refresh(self, force: bool = False) -> bool:
         """Reload any variant whose alias moved; True when something changed. Messages explain
@@ -130,7 +157,7 @@ class ModelStore:
         return changed
 
     def _alias_versions(self, alias: str) -> dict[str, str]:
-        from spark_jobs.training.registry import champion_versions
+        from spark_jobs.registry.store import champion_versions
 
         try:
             return champion_versions(self.client, alias)
@@ -146,7 +173,7 @@ class ModelStore:
             return None
         try:
             als = mlflow.pyfunc.load_model(f"models:/{names.MODEL_ALS}/{versions[names.MODEL_ALS]}")
-            factors: AlsFactors = als.unwrap_python_model().factors
+            factors = item_factors(als.unwrap_python_model().factors)
         except Exception as err:
             log.warning("%s %s failed to load: %s", alias, names.MODEL_ALS, err)
             return None
@@ -176,6 +203,19 @@ class ModelStore:
         if message not in self.messages:
             self.messages.append(message)
             log.warning(message)
+
+
+def item_factors(factors: AlsFactors) -> AlsFactors:
+    """The item half of a model's factors: serving folds user vectors in from the user's own
+    pairs, so user vectors (user-sized) are never kept or shipped."""
+    rank = factors.item_factors.shape[1]
+    return AlsFactors(
+        np.array([], dtype=object),
+        np.asarray(factors.item_ids, dtype=object),
+        np.zeros((0, rank), dtype=np.float32),
+        np.asarray(factors.item_factors, dtype=np.float32),
+        factors.params,
+    )
 
 
 def _describe(versions: dict[str, str]) -> str:

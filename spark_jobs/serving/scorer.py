@@ -10,7 +10,12 @@ Per user, one of three paths, by how much the data knows about them:
   country, else popular now.
 
 Then the rules (``rules.py``): nothing already consumed or shown too often, context, MMR under a
-category cap, one slot for a new item in a category they like, and a reason for every row.
+category cap, one slot for a new item in a category they like, and a reason for every row. A user
+the state knows nothing about (no event, no context) is a cold start, and their reasons say so.
+
+Every user's list depends only on their own rows, the item snapshot and the request, never on who
+else is in the chunk: the distributed scorer calls ``score_users`` on any split of the users and
+gets the rows one call over all of them would give.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from spark_jobs.common import names
 from spark_jobs.common.config import ServingSettings, parse_hours
 from spark_jobs.serving import rules
 from spark_jobs.serving.foldin import fold_in
-from spark_jobs.serving.models import ModelStore, ServingModel
+from spark_jobs.serving.models import ModelSet, ServingModel
 from spark_jobs.serving.state import COUNTRY, CREATED_TS, LENGTH_S, ServingState
 from spark_jobs.serving.tables import LAST_EVENT_TS, SOURCE
 from spark_jobs.training.als import AlsFactors
@@ -36,6 +41,7 @@ from spark_jobs.training.columns import STRENGTH
 from spark_jobs.training.features import CandidateConfig, build_candidates
 
 LIGHT_MAX_EVENTS = 3
+NEW_HERE = "; new here, no history yet"  # appended to the reasons of users with no state
 COUNTRY_TREND_TOP = 50  # an item among a country's top-50 trending may be explained as such
 SOURCE_HISTORY, SOURCE_NEW, SOURCE_COUNTRY, SOURCE_TREND, SOURCE_POPULAR = (
     "history",
@@ -81,9 +87,13 @@ def rule_settings(settings: ServingSettings) -> rules.RuleSettings:
 
 
 def score_users(
-    state: ServingState, store: ModelStore, request: ScoringRequest, settings: ServingSettings
+    state: ServingState, store: ModelSet, request: ScoringRequest, settings: ServingSettings
 ) -> pd.DataFrame:
-    """Top-N rows (``OUTPUT_COLUMNS``) for every user in ``request.users``, grouped by variant."""
+    """Top-N rows (``OUTPUT_COLUMNS``) for every user in ``request.users``, grouped by variant.
+
+    ``store`` is anything with ``model(variant)`` and ``has_challenger`` (a ``ModelSet``, or the
+    driver's ``ModelStore``); strengths in ``state`` are as of ``request.now_ts``.
+    """
     share = settings.challenger_share if store.has_challenger else 0.0
     by_variant: dict[str, list[str]] = {}
     for user in dict.fromkeys(request.users):
@@ -217,9 +227,9 @@ def _cold_pool(state: ServingState, users: list[str], settings: ServingSettings)
 
 
 def _drop_consumed(state: ServingState, pool: pd.DataFrame) -> pd.DataFrame:
-    """No item the user already has a pair with, positive or negative (skips, dislikes)."""
-    own = state.user_pairs(list(pool[names.USER_ID].unique()))
-    keys = set(zip(own[names.USER_ID], own[names.ITEM_ID], strict=True))
+    """No item the user already interacted with, positive or negative (skips, dislikes), kept
+    pairs and older items alike."""
+    keys = state.consumed(list(pool[names.USER_ID].unique()))
     keep = [(u, i) not in keys for u, i in zip(pool[names.USER_ID], pool[names.ITEM_ID], strict=True)]
     return pool.loc[keep]
 
@@ -406,6 +416,7 @@ def explain(
     item_f = model.factors.aligned_items(state.item_ids) if model.factors is not None else None
     countries = _countries(state)
     users = out[names.USER_ID].to_numpy(dtype=object)
+    known = set(state.pairs[names.USER_ID]) | set(state.context.index)
     rows: list[tuple[str, str]] = []
     for start, end in pairwise(bounds):
         items = items_all[start:end]
@@ -415,9 +426,13 @@ def explain(
             history = recent.indices[recent.indptr[row] : recent.indptr[row + 1]]
         because = _because(history, items, link, item_f)
         country = countries(users[start])
+        note = "" if users[start] in known else NEW_HERE
         rows.extend(
-            lookups.reason(int(item), given[start + n], bool(history.size), int(because[n]), country)
-            for n, item in enumerate(items)
+            (reason + note, source)
+            for reason, source in (
+                lookups.reason(int(item), given[start + n], bool(history.size), int(because[n]), country)
+                for n, item in enumerate(items)
+            )
         )
     out[names.REASON] = [r for r, _ in rows]
     out[SOURCE] = [source for _, source in rows]

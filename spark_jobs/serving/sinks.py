@@ -1,5 +1,8 @@
 """Writing scored lists: an idempotent MERGE into the serving table and an append to the exposure log.
 
+Lists come as a Spark DataFrame scored on the executors (``distributed.score_states``), already
+padded per user by ``pad_ranks``; nothing of them passes through the driver.
+
 Each user's list is padded to ``top_n`` ranks (missing ranks carry a null item), so one MERGE
 keyed on (user_id, rank) updates the ranks that exist, inserts new ones and deletes the ranks a
 shorter list no longer has, without touching any other user. Both writes carry Delta's
@@ -14,6 +17,7 @@ from contextlib import contextmanager
 
 import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
 from spark_jobs.common import names
 from spark_jobs.common.config import Config
@@ -44,36 +48,17 @@ def transaction_identity(spark: SparkSession, app_id: str, version: int) -> Iter
         spark.conf.unset(TXN_VERSION)
 
 
-def to_frame(spark: SparkSession, rows: pd.DataFrame, schema) -> DataFrame:
-    """pandas -> Spark with the table's schema through one Arrow table (no per-row Python
-    objects, whatever the session's Arrow setting); NaN/None become nulls, timestamps are UTC."""
-    import pyarrow as pa
-    from pyspark.sql import types as T
-    from pyspark.sql.pandas.types import to_arrow_schema
-
-    frame = rows[[f.name for f in schema.fields]].copy()
-    for f in schema.fields:
-        if isinstance(f.dataType, T.TimestampType):
-            stamps = pd.to_datetime(frame[f.name])
-            frame[f.name] = (
-                stamps.dt.tz_localize("UTC") if stamps.dt.tz is None else stamps.dt.tz_convert("UTC")
-            )
-    table = pa.Table.from_pandas(frame, schema=to_arrow_schema(schema), preserve_index=False, safe=False)
-    return spark.createDataFrame(table, schema=schema)
-
-
 def merge_recommendations(
-    spark: SparkSession, config: Config, recs: pd.DataFrame, app_id: str, version: int
+    spark: SparkSession, config: Config, scored: DataFrame, app_id: str, version: int
 ) -> None:
-    """MERGE the scored users' lists into ``recsys.recommendations`` (other users untouched)."""
+    """MERGE the scored users' padded lists into ``recsys.recommendations`` (other users untouched)."""
     from delta.tables import DeltaTable
 
-    source = to_frame(spark, pad_ranks(recs, config.serving.top_n), _nullable(RECOMMENDATIONS_SCHEMA))
     merge = (
         DeltaTable.forPath(spark, config.table_path(names.RECOMMENDATIONS))
         .alias("t")
         .merge(
-            source.alias("s"), f"t.{names.USER_ID} = s.{names.USER_ID} AND t.{names.RANK} = s.{names.RANK}"
+            scored.alias("s"), f"t.{names.USER_ID} = s.{names.USER_ID} AND t.{names.RANK} = s.{names.RANK}"
         )
         .whenMatchedDelete(condition=f"s.{names.ITEM_ID} IS NULL")
         .whenMatchedUpdateAll()
@@ -83,34 +68,30 @@ def merge_recommendations(
         merge.execute()
 
 
-def append_log(spark: SparkSession, config: Config, recs: pd.DataFrame, app_id: str, version: int) -> None:
-    """Append the served lists to ``recsys.recommendation_log`` once per (app_id, version)."""
-    rows = recs.assign(**{BATCH_ID: version})
+def append_log(spark: SparkSession, config: Config, scored: DataFrame, app_id: str, version: int) -> None:
+    """Append the served lists (padding dropped) to ``recsys.recommendation_log`` once per
+    (app_id, version)."""
+    rows = scored.where(F.col(names.ITEM_ID).isNotNull()).withColumn(BATCH_ID, F.lit(version).cast("long"))
     idempotent_append(
-        to_frame(spark, rows, LOG_SCHEMA),
+        rows.select(*[f.name for f in LOG_SCHEMA.fields]),
         config.table_path(names.RECOMMENDATION_LOG),
         f"{names.RECOMMENDATION_LOG}:{app_id}",
         version,
     )
 
 
-def write_lists(spark: SparkSession, config: Config, recs: pd.DataFrame, app_id: str, version: int) -> None:
+def write_lists(spark: SparkSession, config: Config, scored: DataFrame, app_id: str, version: int) -> None:
     """Both writes of a scored batch, the log append on a second thread beside the MERGE.
 
-    The two commits go to different tables and each is idempotent on its own (the append by its
-    write options, the MERGE by the session's transaction identity), so their order does not
-    matter; on two cores most of each commit is waiting (planning, the Delta log, task launch),
-    so overlapping them takes about a second off every micro-batch. Either failure fails the
-    batch, and its replay redoes only the write that did not commit.
+    ``scored`` holds padded lists (``pad_ranks``) and is read by both writes: the caller
+    materialises it once (scoring is the expensive part). The two commits go to different tables
+    and each is idempotent on its own (the append by its write options, the MERGE by the
+    session's transaction identity), so their order does not matter; on two cores most of each
+    commit is waiting (planning, the Delta log, task launch), so overlapping them takes about a
+    second off every micro-batch. Either failure fails the batch, and its replay redoes only the
+    write that did not commit.
     """
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="recsys-log") as pool:
-        logged = pool.submit(append_log, spark, config, recs, app_id, version)
-        merge_recommendations(spark, config, recs, app_id, version)
+        logged = pool.submit(append_log, spark, config, scored, app_id, version)
+        merge_recommendations(spark, config, scored, app_id, version)
         logged.result()
-
-
-def _nullable(schema):
-    """The padded source has null items for missing ranks; the target keeps its NOT NULLs."""
-    from pyspark.sql import types as T
-
-    return T.StructType([T.StructField(f.name, f.dataType, nullable=True) for f in schema.fields])

@@ -2,16 +2,19 @@
 
 One lakehouse for the module: MovieLens users 1..60 as silver events, the MovieLens catalog in
 ``recsys.items`` plus one brand-new item, and a small champion trained by ``run_training``. The
-scorer runs as a real Delta stream (availableNow) over silver.
+scorer runs as a real Delta stream over silver with its state in the checkpoint, which the tests
+of the module share in order: a later test's stream resumes where the previous one stopped.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from pyspark.sql import functions as F
@@ -23,8 +26,21 @@ from spark_jobs.evaluation import movielens
 from spark_jobs.produce import catalog
 from spark_jobs.produce.movielens import read_items
 from spark_jobs.serving import job
-from spark_jobs.serving.scorer import SOURCE_NEW
+from spark_jobs.serving.distributed import BatchRequest, score_states
+from spark_jobs.serving.scorer import NEW_HERE, SOURCE_NEW, ScoringRequest, score_users
+from spark_jobs.serving.sinks import pad_ranks
+from spark_jobs.serving.state import ServingState
+from spark_jobs.serving.user_state import (
+    BATCH_ITEMS,
+    N_EVENTS,
+    NEWEST_TS,
+    OUTPUT_SCHEMA,
+    STATE_FORMAT,
+    StateFormatError,
+    user_states,
+)
 from spark_jobs.training.als import AlsParams
+from spark_jobs.training.interactions import event_weight
 from spark_jobs.training.job import run_training
 from spark_jobs.training.pipeline import TrainSettings
 
@@ -109,6 +125,12 @@ def lakehouse(spark, config, tmp_path_factory, movielens_dir: Path):
     report = run_training(spark, cfg, SETTINGS)
     assert report.decision is not None and report.decision.promote
     return cfg, newest
+
+
+def scored_batch(spark, config, user: str) -> int:
+    """The scorer stream's batch id of the user's latest list in the exposure log."""
+    log = spark.read.format("delta").load(config.table_path(names.RECOMMENDATION_LOG))
+    return int(log.where(F.col(names.USER_ID) == user).agg(F.max("batch_id")).first()[0])
 
 
 def recommendations(spark, config) -> pd.DataFrame:
@@ -207,14 +229,22 @@ def test_stream_moves_a_user_toward_a_new_category_and_replay_changes_nothing(sp
         before.loc[before[names.USER_ID] != user].reset_index(drop=True),
         after.loc[after[names.USER_ID] != user].reset_index(drop=True),
     )
-    # Replaying the last micro-batch (same batch id) changes nothing.
+    # Replaying the micro-batch that scored the user (same batch id: the user's state rows as the
+    # stream emitted them) changes nothing: Delta skips both writes by their transaction identity.
     version = spark.sql(f"DESCRIBE HISTORY delta.`{config.table_path(names.RECOMMENDATIONS)}`").first()[
         "version"
     ]
-    batch = spark.createDataFrame(click_rows, schema=silver_schema())
-    replayed = scorer.last_batch_id
-    scorer.last_batch_id = -1  # as if the process had forgotten it applied the batch
-    scorer(batch, replayed)
+    replayed = scored_batch(spark, config, user)
+    states = user_states(
+        spark.table(config.table(names.EVENTS)).where(F.col(names.USER_ID) == user),
+        None,
+        config.serving.half_life_days,
+        config.serving.max_history,
+    )
+    batch = states.withColumn(N_EVENTS, F.lit(len(click_rows)).cast("long")).withColumn(
+        BATCH_ITEMS, F.lit(json.dumps(in_category))
+    )
+    scorer(batch.select(*OUTPUT_SCHEMA.fieldNames()), replayed)
     again = recommendations(spark, config)
     pd.testing.assert_frame_equal(after, again)
     latest = spark.sql(f"DESCRIBE HISTORY delta.`{config.table_path(names.RECOMMENDATIONS)}`").first()[
@@ -228,14 +258,20 @@ def test_cold_start_user_gets_trending_in_country_with_reasons(spark, lakehouse)
     # A new user whose only event is a skip: no positive history -> cold path, country-aware.
     events = [("cold-1", "50", "skip", newest + timedelta(hours=1), None)]
     append_silver(spark, config, silver_rows(events, country="US"))
-    scorer = job.refresh_all(spark, config, clock=clock, users=["cold-1"])
+    # And a user with no state at all (no event yet): a cold start whose reasons say so.
+    scorer = job.refresh_all(spark, config, clock=clock, users=["cold-1", "nobody-1"])
     recs = recommendations(spark, config)
     cold = recs.loc[recs[names.USER_ID] == "cold-1"]
     assert len(cold) == config.serving.top_n
     assert "50" not in set(cold[names.ITEM_ID])  # the skipped item is not served
     assert cold[names.REASON].isin({"trending in US", "trending now", "popular now"}).all()
     assert (cold[names.REASON] == "trending in US").any()
-    assert scorer.stats.users_scored == 1
+    nobody = recs.loc[recs[names.USER_ID] == "nobody-1"]
+    assert len(nobody) == config.serving.top_n and nobody["last_event_ts"].isna().all()
+    reasons = nobody[names.REASON].str.removesuffix(NEW_HERE)
+    assert nobody[names.REASON].str.endswith(NEW_HERE).all()
+    assert reasons.isin({"trending now", "popular now"}).all(), nobody[names.REASON].tolist()
+    assert scorer.stats.users_scored == 2
 
 
 # --- bad input -------------------------------------------------------------------------------
@@ -243,17 +279,22 @@ def test_cold_start_user_gets_trending_in_country_with_reasons(spark, lakehouse)
 
 def test_unknown_users_and_items_and_an_empty_batch_are_served_not_raised(spark, lakehouse):
     config, newest = lakehouse
-    # A user nobody has seen, on an item the catalog does not know, through the real stream.
+    # A user nobody has seen, on an item the catalog does not know, through the real stream. The
+    # stream resumes from its checkpoint: the cold user's skip (appended while it was down) is
+    # scored first, and nothing from before it.
     stranger = [("stranger-1", "not-in-catalog", "click", newest + timedelta(hours=2), None)]
     query, scorer = job.start_stream(spark, config, clock=clock)
     try:
         query.processAllAvailable()
+        assert scorer.stats.users_scored == 1 and scorer.stats.unknown_item_events == 0
         append_silver(spark, config, silver_rows(stranger))
         query.processAllAvailable()
     finally:
         query.stop()
     assert scorer.stats.unknown_item_events == 1
-    assert scorer.stats.users_scored == 1
+    assert scorer.stats.users_scored == 2
+    cold = recommendations(spark, config).query(f"{names.USER_ID} == 'cold-1'")
+    assert cold["last_event_ts"].eq(pd.Timestamp(newest + timedelta(hours=1)).tz_localize(None)).all()
     recs = recommendations(spark, config)
     mine = recs.loc[recs[names.USER_ID] == "stranger-1"]
     assert mine[names.RANK].tolist() == list(range(1, config.serving.top_n + 1))
@@ -265,9 +306,9 @@ def test_unknown_users_and_items_and_an_empty_batch_are_served_not_raised(spark,
         path = config.table_path(names.RECOMMENDATIONS)
         return int(spark.sql(f"DESCRIBE HISTORY delta.`{path}`").first()["version"])
 
-    before = version()
-    scorer(spark.createDataFrame([], schema=silver_schema()), scorer.last_batch_id + 1)
-    assert scorer.stats.batches == 2 and scorer.stats.users_scored == 1
+    before, batches = version(), scorer.stats.batches
+    scorer(spark.createDataFrame([], schema=OUTPUT_SCHEMA), scorer.last_batch_id + 1)
+    assert scorer.stats.batches == batches + 1 and scorer.stats.users_scored == 2
     assert version() == before
 
 
@@ -308,3 +349,186 @@ def test_broken_champion_keeps_the_last_good_model_and_no_champion_serves_popula
     nothing.refresh(force=True)
     assert nothing.model(names.VARIANT_CHAMPION).label == "popularity"
     assert nothing.messages == ["no champion model registered: serving popularity"]
+
+
+# --- distribution, crashes, state format ---------------------------------------------------------
+
+
+def test_the_distributed_scorer_gives_the_lists_of_one_in_memory_call(spark, lakehouse):
+    """Users split over tasks and small chunks get the rows one ``score_users`` call over all of
+    them gives, from inputs computed straight from silver with pandas (no state transform)."""
+    config, _ = lakehouse
+    cfg = job.with_serving(config, chunk_users=7, max_history=100_000)
+    half_life = cfg.serving.half_life_days
+    store = job.prepare(spark, cfg)
+    events = spark.table(cfg.table(names.EVENTS))
+    snapshot = job.read_snapshot(spark, cfg, events)
+    exposures = job.exposure_log(spark, cfg)
+    states = user_states(events, exposures, half_life, cfg.serving.max_history)
+    now_ts = float(states.agg(F.max(NEWEST_TS)).first()[0])
+    request = BatchRequest(now_ts, FIXED, cfg.serving, half_life)
+    sc = spark.sparkContext
+    distributed = score_states(
+        job.with_profiles(spark, cfg, states).repartition(3, names.USER_ID),
+        sc.broadcast(snapshot),
+        sc.broadcast(store.serving()),
+        request,
+    ).toPandas()
+
+    rows = events.select(
+        names.USER_ID,
+        names.ITEM_ID,
+        event_weight().alias("w"),
+        F.col(names.EVENT_TS).cast("double").alias("ts"),
+        F.col("context.device").alias("device"),
+        F.col("context.hour_of_day").alias("hour_of_day"),
+        F.col("context.country").alias("country"),
+    ).toPandas()
+    rows["s"] = rows["w"] * 0.5 ** (np.maximum(now_ts - rows["ts"], 0.0) / (half_life * 86_400.0))
+    pairs = rows.groupby([names.USER_ID, names.ITEM_ID], as_index=False).agg(
+        strength=("s", "sum"), timestamp=("ts", "max")
+    )
+    pairs = pairs.loc[pairs["strength"] != 0].reset_index(drop=True)
+    latest = rows.sort_values("ts", kind="stable").groupby(names.USER_ID).tail(1).set_index(names.USER_ID)
+    served = exposures.select(names.USER_ID, names.ITEM_ID, F.col("last_event_ts").cast("double")).toPandas()
+    last_positive = rows.loc[rows["w"] > 0].groupby([names.USER_ID, names.ITEM_ID])["ts"].max()
+    at = served.set_index([names.USER_ID, names.ITEM_ID]).index.map(lambda k: last_positive.get(k, -np.inf))
+    at = np.asarray(at, dtype=float)
+    counted = served.loc[(served["last_event_ts"].to_numpy() >= at) | np.isneginf(at)]
+    impressions = {k: int(n) for k, n in counted.groupby([names.USER_ID, names.ITEM_ID]).size().items()}
+    state = ServingState(
+        snapshot,
+        pairs,
+        pd.DataFrame({names.USER_ID: pd.Series(dtype=object)}),
+        latest[["device", "hour_of_day", "country"]],
+        impressions,
+    ).with_reference(now_ts)
+    users = sorted(latest.index)
+    newest = pd.to_datetime(latest["ts"], unit="s")
+    in_memory = pad_ranks(
+        score_users(state, store.serving(), ScoringRequest(users, now_ts, FIXED, newest), cfg.serving),
+        cfg.serving.top_n,
+    )
+
+    def canonical(frame: pd.DataFrame) -> pd.DataFrame:
+        out = frame.sort_values([names.USER_ID, names.RANK]).reset_index(drop=True)
+        out[names.RANK] = out[names.RANK].astype("int64")
+        for col in ("last_event_ts", names.GENERATED_AT):
+            stamps = pd.to_datetime(out[col])
+            out[col] = (stamps.dt.tz_convert(None) if stamps.dt.tz is not None else stamps).astype(
+                "datetime64[us]"
+            )
+        return out
+
+    assert len(distributed) == len(users) * cfg.serving.top_n
+    # Scores are float32 (ALS fold-in, the ranker): BLAS sums a chunk of 7 users in another order
+    # than one call over everyone, so a score may differ in its last bit. Items, ranks, reasons
+    # and every other column must be identical.
+    pd.testing.assert_frame_equal(canonical(distributed), canonical(in_memory), check_exact=False, rtol=1e-6)
+
+
+def _statestore_values(spark, checkpoint: str) -> dict[str, dict]:
+    """user -> their stored state document, read back with Spark's state data source."""
+    stored = spark.read.format("statestore").option("stateVarName", "users").load(checkpoint).collect()
+    return {row["user_map_key"][0]: json.loads(bytes(row["user_map_value"]["state"])) for row in stored}
+
+
+def test_a_scorer_killed_around_its_writes_resumes_and_counts_every_event_once(
+    spark, lakehouse, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    from pyspark.errors import StreamingQueryException
+
+    config, newest = lakehouse
+    cfg = dataclasses.replace(config, checkpoint_root=str(tmp_path / "checkpoints"))
+    checkpoint = cfg.checkpoint(names.QUERY_SCORER)
+    t0 = newest + timedelta(days=1)
+    query, _ = job.start_stream(spark, cfg, clock=clock)  # first start: the state is seeded from silver
+    try:
+        append_silver(spark, cfg, silver_rows([("4", "50", "view", t0 - timedelta(minutes=1), None)]))
+        query.processAllAvailable()  # a committed batch: from now on the checkpoint is the state
+    finally:
+        query.stop()
+
+    # From here on no start may read the history: no seeding, no snapshot built from silver.
+    def read_history(*args, **kwargs):
+        raise AssertionError("a restarted scorer read the history")
+
+    monkeypatch.setattr(job, "user_states", read_history)
+    monkeypatch.setattr(job, "read_snapshot", read_history)
+    write = job.write_lists
+
+    def killed_before_writing(*args, **kwargs):
+        raise RuntimeError("killed after the state commit, before the writes")
+
+    def killed_after_writing(*args, **kwargs):
+        write(*args, **kwargs)
+        raise RuntimeError("killed after the writes, before the batch committed")
+
+    # New users (no history, so only this stream serves them), each event on its own item.
+    u1, u2, u3 = (f"crash-{uuid.uuid4().hex[:8]}" for _ in range(3))
+    first = [
+        (u1, "50", "like", t0, None),
+        (u1, "181", "click", t0 + timedelta(minutes=1), None),
+        (u2, "50", "like", t0 + timedelta(minutes=2), None),
+    ]
+    for crash in (killed_before_writing, killed_after_writing):
+        monkeypatch.setattr(job, "write_lists", crash)
+        query, _ = job.start_stream(spark, cfg, clock=clock)
+        try:
+            if crash is killed_before_writing:
+                append_silver(spark, cfg, silver_rows(first))
+            with pytest.raises(StreamingQueryException):
+                query.processAllAvailable()
+        finally:
+            query.stop()
+    monkeypatch.setattr(job, "write_lists", write)
+    query, sink = job.start_stream(spark, cfg, clock=clock)
+    try:
+        query.processAllAvailable()  # the batch cut short twice, replayed once more
+        append_silver(spark, cfg, silver_rows([(u3, "50", "like", t0 + timedelta(minutes=3), None)]))
+        query.processAllAvailable()
+    finally:
+        query.stop()
+
+    # Only the replayed batch's users and the new one were scored: nothing from before the last
+    # committed offset.
+    assert sink.stats.users_scored == 3
+    newest_of = {
+        u1: t0 + timedelta(minutes=1),
+        u2: t0 + timedelta(minutes=2),
+        u3: t0 + timedelta(minutes=3),
+    }
+    recs = recommendations(spark, cfg)
+    log = spark.read.format("delta").load(cfg.table_path(names.RECOMMENDATION_LOG)).toPandas()
+    for user, ts in newest_of.items():
+        mine = recs.loc[recs[names.USER_ID] == user]
+        assert len(mine) == cfg.serving.top_n
+        assert mine["last_event_ts"].eq(pd.Timestamp(ts).tz_localize(None)).all(), user
+        # One list in the exposure log, from one batch, however often that batch ran.
+        served = log.loc[log[names.USER_ID] == user]
+        assert served["batch_id"].nunique() == 1 and len(served) == cfg.serving.top_n, served
+    # Each event is in the state exactly once: a like weighs 4, a click 2 (stored as of itself).
+    stored = _statestore_values(spark, checkpoint)
+    pairs = {u: dict(zip(stored[u]["items"], stored[u]["values"], strict=True)) for u in (u1, u2, u3)}
+    assert pairs == {u1: {"50": 4.0, "181": 2.0}, u2: {"50": 4.0}, u3: {"50": 4.0}}
+
+
+def test_a_state_written_by_another_scorer_version_is_refused_with_the_fix(spark, lakehouse, tmp_path: Path):
+    config, _ = lakehouse
+    cfg = dataclasses.replace(config, checkpoint_root=str(tmp_path / "checkpoints"))
+    checkpoint = Path(cfg.checkpoint(names.QUERY_SCORER))
+    # The driver-side scorer's checkpoint: offsets of a plain Delta stream, no state format record.
+    (checkpoint / "offsets").mkdir(parents=True)
+    (checkpoint / "offsets" / "0").write_text("v1\n{}\n")
+    fix = "run `recsys score --reset-state` to rebuild it from silver"
+    with pytest.raises(StateFormatError) as err:
+        job.start_stream(spark, cfg)
+    assert str(err.value) == (
+        f"scorer state at {checkpoint} was written by state format 1; this scorer needs {STATE_FORMAT}: {fix}"
+    )
+    (checkpoint / job.FORMAT_FILE).write_text(json.dumps({"state_format": STATE_FORMAT + 1}) + "\n")
+    with pytest.raises(StateFormatError, match=f"written by state format {STATE_FORMAT + 1};"):
+        job.start_stream(spark, cfg)
+    assert spark.streams.active == [] or all(q.name != names.QUERY_SCORER for q in spark.streams.active)
+    assert job.reset_state(spark, cfg) is True
+    assert job.state_format(spark, str(checkpoint)) is None
