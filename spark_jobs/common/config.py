@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 import types
 import typing
@@ -71,6 +72,14 @@ class SparkSettings:
     # instead of Delta's auto compaction, which rewrites after nearly every small commit and sits
     # on the latency path. 0 = never (leave it to `recsys maintain --optimize`).
     stream_compact_every: int = 50
+    # The local standalone cluster (`recsys stack up --spark`), on 127.0.0.1 only; jobs use it
+    # with master = "spark://127.0.0.1:<cluster_port>". Its web UI (JSON status at /json/) is on
+    # cluster_ui_port, the workers' UIs on the ports right after it; not 8080, Airflow's UI port.
+    cluster_port: int = 7077
+    cluster_ui_port: int = 8090
+    cluster_workers: int = 2
+    worker_cores: int = 1  # each worker's cores and memory are what executors can take from it
+    worker_memory: str = "2g"
 
 
 @dataclass(frozen=True)
@@ -108,6 +117,9 @@ class ServingSettings:
     trigger_interval: str = "1 second"
     sources_refresh_batches: int = 30  # rebuild popularity/trend/neighbours every N batches
     chunk_users: int = 512
+    max_history: int = 500  # (user, item) pairs kept per user in the scorer's state, most recent first
+    max_seen_items: int = 5000  # items per user kept (as ids) so consumed ones are never served back
+    state_buckets: int = 64  # the scorer stream's state groups: a few per core (fixed at its first start)
 
 
 @dataclass(frozen=True)
@@ -365,6 +377,15 @@ def _validate(section: Any, prefix: str) -> None:
         raise ConfigError(
             f"config key {prefix}catalog = {section.catalog!r}: use embedded or external"
         )
+    if isinstance(section, SparkSettings):
+        if section.cluster_workers < 1 or section.worker_cores < 1:
+            raise ConfigError(
+                f"config keys {prefix}cluster_workers and {prefix}worker_cores must be at least 1"
+            )
+        if not re.fullmatch(r"[1-9][0-9]*[kmgt]", section.worker_memory.lower()):
+            raise ConfigError(
+                f"config key {prefix}worker_memory = {section.worker_memory!r}: use a size like 512m or 2g"
+            )
     if isinstance(section, ServingSettings):
         for name in ("mmr_lambda", "challenger_share"):
             if not 0.0 <= getattr(section, name) <= 1.0:

@@ -3,21 +3,25 @@
 ``local`` builds a ``local[*]`` session that resolves Delta and the Kafka connector from Maven
 Central (Ivy cache) and registers every ``recsys.*`` table found under the lakehouse root, so
 tables are reachable by name from any process. ``cluster`` leaves master, jars and metastore to
-the platform: the same jobs run there with no code change.
+the platform: the same jobs run there with no code change. A ``spark://`` master on this machine
+(``recsys stack up --spark``) gets what its executors need to reach back: see ``standalone_conf``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from spark_jobs.common import names
 from spark_jobs.common.config import Config
-from spark_jobs.common.errors import JavaNotFoundError
+from spark_jobs.common.errors import JavaNotFoundError, StackError
 from spark_jobs.sql.views import register_views
+from spark_jobs.stack.ports import accepts_connections
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -29,6 +33,7 @@ PACKAGES = (
     f"io.delta:delta-spark_{SCALA_BINARY}:{DELTA_VERSION}",
     f"org.apache.spark:spark-sql-kafka-0-10_{SCALA_BINARY}:{SPARK_VERSION}",
 )
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost")
 
 
 def java_executable() -> str:
@@ -69,16 +74,63 @@ def session_conf(config: Config) -> dict[str, str]:
             }
         )
     if config.spark.resolve_packages:
+        # Resolved by the driver and served to executors from it, on a cluster as in local mode.
         conf["spark.jars.packages"] = ",".join(PACKAGES)
+    if local_standalone_master(config.spark.master) is not None:
+        conf.update(standalone_conf())
     return conf
+
+
+def local_standalone_master(master: str) -> tuple[str, int] | None:
+    """``(host, port)`` of a ``spark://`` master on the loopback address, else None."""
+    if not master.startswith("spark://"):
+        return None
+    host, _, port = master.removeprefix("spark://").rstrip("/").rpartition(":")
+    if host not in LOOPBACK_HOSTS or not port.isdigit():
+        return None
+    return host, int(port)
+
+
+def standalone_conf() -> dict[str, str]:
+    """Driver settings for a standalone cluster on this machine (``recsys stack up --spark``).
+
+    Executors connect back to the driver: it must listen on (and advertise) 127.0.0.1, where the
+    workers are, not on whatever address the host name resolves to. ``spark.pyspark.python``
+    (read by spark-submit) and ``PYSPARK_PYTHON`` (see ``build_session``) make their Python
+    workers this very interpreter, valid there because the workers are on this machine; they
+    can import this copy of ``spark_jobs`` even when it is not installed in that interpreter.
+    """
+    package_parent = str(Path(__file__).resolve().parents[2])
+    return {
+        "spark.driver.host": "127.0.0.1",
+        "spark.driver.bindAddress": "127.0.0.1",
+        "spark.pyspark.python": sys.executable,
+        "spark.executorEnv.PYTHONPATH": package_parent,
+    }
 
 
 def build_session(
     config: Config, app_name: str | None = None, extra_conf: Mapping[str, str] | None = None
 ) -> SparkSession:
-    """Create (or return the running) session for ``config`` and make ``recsys.*`` resolvable."""
+    """Create (or return the running) session for ``config`` and make ``recsys.*`` resolvable.
+
+    Under ``spark-submit`` the master it was given wins over ``spark.master`` of the config, so
+    ``spark-submit --master spark://... infra/spark/recsys_submit.py train`` runs on that cluster
+    whatever the profile says. A local ``spark://`` master that does not answer is a
+    ``StackError`` at once, instead of the driver retrying for a minute and failing with a Java
+    stack trace.
+    """
+    submitted = submitted_master()
+    if submitted and submitted != config.spark.master:
+        config = dataclasses.replace(config, spark=dataclasses.replace(config.spark, master=submitted))
     if config.spark.master:
         java_executable()
+    if local_standalone_master(config.spark.master) is not None:
+        _check_local_master(config.spark.master)
+    if config.spark.master.startswith("local") or local_standalone_master(config.spark.master):
+        # A Python driver's executors start ``PYSPARK_PYTHON`` (else whatever ``python3`` is on
+        # the worker's PATH), read when the context starts; the conf alone does not reach them.
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     from pyspark.sql import SparkSession
 
     builder = SparkSession.builder.appName(app_name or config.spark.app_name)
@@ -90,6 +142,32 @@ def build_session(
     spark.sparkContext.setLogLevel(config.spark.log_level)
     register_tables(spark, config)
     return spark
+
+
+def submitted_master() -> str:
+    """The ``--master`` of the ``spark-submit`` that launched this driver; "" when Python starts
+    Spark itself (``recsys``, notebooks, tests).
+
+    Only spark-submit hands a Python driver a running JVM (``PYSPARK_GATEWAY_PORT``), whose system
+    properties hold the master; without one, nothing is started here: the session's settings
+    (packages) must reach the JVM when ``build_session`` launches it.
+    """
+    if "PYSPARK_GATEWAY_PORT" not in os.environ:
+        return ""
+    from pyspark import SparkConf, SparkContext
+
+    SparkContext._ensure_initialized()  # connects to spark-submit's JVM; a bare SparkConf would not
+    return SparkConf().get("spark.master", "") or ""
+
+
+def _check_local_master(master: str) -> None:
+    address = local_standalone_master(master)
+    if address is not None and not accepts_connections(*address, timeout_s=3.0):
+        raise StackError(
+            f"no Spark master answers at {master}",
+            hint="start the local cluster with `recsys stack up --spark`, or point "
+            "RECSYS_SPARK__MASTER at a running master",
+        )
 
 
 def register_tables(spark: SparkSession, config: Config) -> list[str]:

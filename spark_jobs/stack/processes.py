@@ -1,4 +1,4 @@
-"""Helpers for the local stack's background processes (Kafka broker, SQL server).
+"""Helpers for the local stack's background processes (Kafka broker, SQL server, Spark cluster).
 
 Each service is one detached process recorded in a pid file under ``config.stack_dir``; these
 functions read and signal it, tell it from an unrelated process that reused its pid, and keep
@@ -10,7 +10,9 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
@@ -45,6 +47,34 @@ def pid_alive(pid: int) -> bool:
     except OSError:
         return True  # no procfs (macOS): kill 0 is all we have
     return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+
+
+def exited(pid: int, child: subprocess.Popen[bytes] | None = None) -> bool:
+    """Whether ``pid`` is gone; ``child``, our ``Popen`` of it if any, is reaped on the way."""
+    if child is not None and child.pid == pid:
+        return child.poll() is not None
+    return not pid_alive(pid)
+
+
+def wait_exit(
+    pid: int, timeout_s: float, child: subprocess.Popen[bytes] | None = None, poll_s: float = 0.1
+) -> bool:
+    """Wait up to ``timeout_s`` for ``pid`` to exit; whether it did."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if exited(pid, child):
+            return True
+        time.sleep(poll_s)
+    return exited(pid, child)
+
+
+def kill_group(pid: int) -> None:
+    """SIGKILL the process group ``pid`` leads (a service started in its own session, with the
+    children it forked, e.g. a Spark worker's executors), else just the process."""
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        send_signal(pid, signal.SIGKILL)
 
 
 def command_line(pid: int) -> str | None:
