@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import dag
-from recsys_tasks import DEFAULT_ARGS, EXIT_SKIP, INTERVAL_END, RUN_ID, recsys_cli, spark_job
+from recsys_tasks import DEFAULT_ARGS, EXIT_SKIP, INTERVAL_END, RUN_ID, spark_cli, spark_job
 
 
 @dag(
@@ -37,7 +37,7 @@ def recsys_drift_monitor() -> None:
     quality_gate = spark_job(
         "quality_gate", "quality", "--suite", "silver_events", "--run-id", RUN_ID, "--at", INTERVAL_END
     )
-    drift_check = recsys_cli(
+    drift_check = spark_cli(
         "drift_check",
         "drift",
         "--run-id",

@@ -25,7 +25,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from airflow.sdk import dag
-from recsys_tasks import DEFAULT_ARGS, EXIT_SKIP, INTERVAL_END, RUN_ID, recsys_cli, spark_job
+from recsys_tasks import DEFAULT_ARGS, EXIT_SKIP, INTERVAL_END, RUN_ID, spark_cli, spark_job
 
 
 @dag(
@@ -52,7 +52,7 @@ def recsys_retrain() -> None:
         "--at",
         INTERVAL_END,
     )
-    train = recsys_cli(
+    train = spark_cli(
         "train",
         "train",
         "--once",
@@ -62,7 +62,7 @@ def recsys_retrain() -> None:
         str(EXIT_SKIP),
         skip_on_exit_code=EXIT_SKIP,
     )
-    refresh_scores = recsys_cli("refresh_scores", "score", "--once")
+    refresh_scores = spark_cli("refresh_scores", "score", "--once")
     serving_quality = spark_job(
         "serving_quality", "quality", "--suite", "serving", "--run-id", RUN_ID, "--at", INTERVAL_END
     )

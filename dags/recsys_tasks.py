@@ -3,13 +3,17 @@
 DAG tasks never import the project's code into Airflow (Airflow lives in its own virtualenv,
 ``.venv-airflow``, because its pins conflict with the project's). They call it from outside:
 
-* ``spark_job(...)``  the Spark jobs (quality, erasure, maintenance): the package's CLI entry point
-  (``spark_jobs/cli/main.py``) submitted with ``spark-submit`` (``SparkSubmitOperator``), or, when
-  ``AIRFLOW_VAR_RECSYS_ENV=cluster``, run on Databricks as a ``spark_python_task`` with the
-  project's wheel installed (``DatabricksSubmitRunOperator``). Same entry point, same arguments.
-* ``recsys_cli(...)`` a ``BashOperator`` running ``.venv/bin/recsys ...``: CLI calls whose exit
-  code carries meaning (``recsys drift``, ``recsys train --exit-on-kept``) or that manage their own
-  Spark session. They run where Airflow runs, in both environments.
+* ``spark_job(...)``  the Spark jobs (quality, erasure, maintenance): the package's spark-submit
+  entry point (``infra/spark/recsys_submit.py``) submitted with ``spark-submit``
+  (``SparkSubmitOperator``), or, when ``AIRFLOW_VAR_RECSYS_ENV=cluster``, run on Databricks as a
+  ``spark_python_task`` with the project's wheel installed (``DatabricksSubmitRunOperator``). Same
+  entry point, same arguments.
+* ``spark_cli(...)``  Spark steps whose exit code carries meaning (``recsys drift``, ``recsys train
+  --exit-on-kept``) or that manage their own Spark session (``recsys score --once``): a
+  ``recsys_cli`` where Airflow runs, except with ``AIRFLOW_VAR_RECSYS_ENV=spark_cluster``, where
+  they are submitted like every Spark step (spark-submit in client mode exits with the job's code,
+  which maps to "skipped" the same way).
+* ``recsys_cli(...)`` a ``BashOperator`` running ``.venv/bin/recsys ...`` where Airflow runs.
 
 Everything that differs per machine comes from the environment (Airflow reads ``AIRFLOW_VAR_*``
 as Variables too), read when a DAG file is parsed (no I/O):
@@ -17,9 +21,12 @@ as Variables too), read when a DAG file is parsed (no I/O):
 * ``AIRFLOW_VAR_RECSYS_PROJECT_ROOT`` (the checkout), ``AIRFLOW_VAR_RECSYS_VENV`` (its virtualenv),
   ``AIRFLOW_VAR_RECSYS_SPARK_CONN_ID`` (Airflow connection giving the master, default ``spark_recsys``),
   ``AIRFLOW_VAR_RECSYS_SPARK_SUBMIT`` (the spark-submit binary, default the one pyspark ships in the venv).
-* ``AIRFLOW_VAR_RECSYS_ENV``: ``local`` (default, spark-submit) or ``cluster`` (Databricks), and for
-  ``cluster``: ``AIRFLOW_VAR_RECSYS_DATABRICKS_CLUSTER_ID`` (an existing all-purpose cluster; its
-  environment must set ``RECSYS_ENV=cluster`` and ``RECSYS_HOME``) or
+* ``AIRFLOW_VAR_RECSYS_ENV``: ``local`` (default: the batch jobs spark-submitted, training, drift
+  and the score refresh where Airflow runs), ``spark_cluster`` (every Spark step spark-submitted to
+  the connection's master: a standalone cluster such as ``recsys stack up --spark``'s, YARN or
+  Kubernetes, client deploy mode) or ``cluster`` (Databricks), and for ``cluster``:
+  ``AIRFLOW_VAR_RECSYS_DATABRICKS_CLUSTER_ID`` (an existing all-purpose cluster; its environment
+  must set ``RECSYS_ENV=cluster`` and ``RECSYS_HOME``) or
   ``AIRFLOW_VAR_RECSYS_DATABRICKS_NEW_CLUSTER`` (a job cluster's ``new_cluster`` JSON, as in the
   Jobs API; ``RECSYS_ENV=cluster`` is added to its ``spark_env_vars``), one of them required;
   ``AIRFLOW_VAR_RECSYS_DATABRICKS_CONN_ID`` (default ``databricks_default``),
@@ -35,23 +42,28 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from airflow.exceptions import AirflowException, AirflowSkipException
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.providers.standard.operators.bash import BashOperator
 
 if TYPE_CHECKING:
-    from airflow.sdk import BaseOperator
+    from airflow.sdk import BaseOperator, Context
 
 PROJECT_ROOT = Path(os.environ.get("AIRFLOW_VAR_RECSYS_PROJECT_ROOT") or Path(__file__).resolve().parents[1])
 VENV = Path(os.environ.get("AIRFLOW_VAR_RECSYS_VENV") or PROJECT_ROOT / ".venv")
 RECSYS = str(VENV / "bin" / "recsys")
 SPARK_SUBMIT = os.environ.get("AIRFLOW_VAR_RECSYS_SPARK_SUBMIT") or str(VENV / "bin" / "spark-submit")
 SPARK_CONN_ID = os.environ.get("AIRFLOW_VAR_RECSYS_SPARK_CONN_ID", "spark_recsys")
-CLI_APPLICATION = str(PROJECT_ROOT / "spark_jobs" / "cli" / "main.py")
+# spark-submit runs a file (no -m): this one calls spark_jobs.cli.main.main with its arguments.
+CLI_APPLICATION = str(PROJECT_ROOT / "infra" / "spark" / "recsys_submit.py")
 # Delta + Kafka connector, resolved by spark-submit (the app cannot add packages once launched).
 # Kept equal to spark_jobs.common.spark.PACKAGES; tests/unit/test_bundle.py checks it.
 SPARK_PACKAGES = "io.delta:delta-spark_2.13:4.0.0,org.apache.spark:spark-sql-kafka-0-10_2.13:4.0.0"
 
-# Where the Spark jobs run: "local" (spark-submit, the master of SPARK_CONN_ID) or "cluster" (Databricks).
+# Where the Spark jobs run: "local" (spark-submit to the master of SPARK_CONN_ID; the steps of
+# spark_cli where Airflow runs), "spark_cluster" (every Spark step spark-submitted to that master)
+# or "cluster" (Databricks).
+ENVIRONMENTS = ("local", "spark_cluster", "cluster")
 RECSYS_ENV = os.environ.get("AIRFLOW_VAR_RECSYS_ENV") or "local"
 DATABRICKS_CONN_ID = os.environ.get("AIRFLOW_VAR_RECSYS_DATABRICKS_CONN_ID") or "databricks_default"
 DATABRICKS_CLUSTER_ID = os.environ.get("AIRFLOW_VAR_RECSYS_DATABRICKS_CLUSTER_ID", "")
@@ -86,14 +98,55 @@ def task_env() -> dict[str, str]:
     return {"PYSPARK_PYTHON": python, "PYSPARK_DRIVER_PYTHON": python}
 
 
+class RecsysSparkSubmitOperator(SparkSubmitOperator):
+    """``SparkSubmitOperator`` that ends *skipped* when the job exits with ``skip_on_exit_code``,
+    as ``BashOperator`` does: in client mode spark-submit exits with the Python driver's code."""
+
+    def __init__(self, *, skip_on_exit_code: int | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.skip_on_exit_code = skip_on_exit_code
+
+    def execute(self, context: Context) -> None:
+        try:
+            super().execute(context)
+        except AirflowException:
+            submitted = getattr(self._hook, "_submit_sp", None)  # the spark-submit process
+            code = getattr(submitted, "returncode", None)
+            if self.skip_on_exit_code is not None and code == self.skip_on_exit_code:
+                raise AirflowSkipException(f"recsys exited with {code}: skipping") from None
+            raise
+
+
 def spark_job(task_id: str, *args: str, **kwargs: Any) -> BaseOperator:
     """Run ``recsys <args>`` as a Spark application: on Databricks when ``RECSYS_ENV`` is
     ``cluster``, else submitted with spark-submit (client mode, master from the connection)."""
     if RECSYS_ENV == "cluster":
         return databricks_job(task_id, *args, **kwargs)
-    if RECSYS_ENV != "local":
-        raise ValueError(f"AIRFLOW_VAR_RECSYS_ENV={RECSYS_ENV!r}: use local or cluster")
-    return SparkSubmitOperator(
+    return spark_submit_job(task_id, *args, **kwargs)
+
+
+def spark_cli(
+    task_id: str, *args: str, skip_on_exit_code: int | None = None, **kwargs: Any
+) -> BaseOperator:
+    """``recsys <args>`` where Airflow runs (``recsys_cli``), or, when ``RECSYS_ENV`` is
+    ``spark_cluster``, submitted to the connection's master; the exit code means the same."""
+    if RECSYS_ENV == "spark_cluster":
+        return spark_submit_job(task_id, *args, skip_on_exit_code=skip_on_exit_code, **kwargs)
+    _check_env()
+    return recsys_cli(task_id, *args, skip_on_exit_code=skip_on_exit_code, **kwargs)
+
+
+def spark_submit_job(
+    task_id: str, *args: str, skip_on_exit_code: int | None = None, **kwargs: Any
+) -> BaseOperator:
+    """``recsys <args>`` submitted with spark-submit: the entry script, the Delta/Kafka packages,
+    the master (and deploy mode) of the Spark connection, the project's Python for driver and
+    executors."""
+    _check_env()
+    if skip_on_exit_code is not None:
+        kwargs["skip_on_exit_code"] = skip_on_exit_code
+    operator = SparkSubmitOperator if skip_on_exit_code is None else RecsysSparkSubmitOperator
+    return operator(
         task_id=task_id,
         application=CLI_APPLICATION,
         application_args=list(args),
@@ -104,6 +157,11 @@ def spark_job(task_id: str, *args: str, **kwargs: Any) -> BaseOperator:
         env_vars=task_env(),
         **kwargs,
     )
+
+
+def _check_env() -> None:
+    if RECSYS_ENV not in ENVIRONMENTS:
+        raise ValueError(f"AIRFLOW_VAR_RECSYS_ENV={RECSYS_ENV!r}: use one of {', '.join(ENVIRONMENTS)}")
 
 
 def databricks_cluster() -> dict[str, Any]:

@@ -14,10 +14,12 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 VENV="${AIRFLOW_VENV:-$ROOT/.venv-airflow}"
 LAKEHOUSE="${RECSYS_HOME:-${RECSYS_LAKEHOUSE_ROOT:-$ROOT/lakehouse}}"
 AIRFLOW_VERSION="3.1.3"
-# Providers the DAGs use: Spark (spark-submit, the local environment) and Databricks
-# (AIRFLOW_VAR_RECSYS_ENV=cluster). 7.x supports Airflow >= 2.10, so 3.1; installed in one
-# resolution with apache-airflow pinned, so nothing can move Airflow itself.
-PROVIDERS=("apache-airflow-providers-apache-spark" "apache-airflow-providers-databricks==7.23.0")
+# Providers the DAGs use: Spark (SparkSubmitOperator: the local and spark_cluster environments)
+# and Databricks (AIRFLOW_VAR_RECSYS_ENV=cluster). Both pinned: dags/recsys_tasks.py reads the
+# spark-submit exit code from the Spark hook to map it to "skipped". Databricks 7.x supports
+# Airflow >= 2.10, so 3.1; installed in one resolution with apache-airflow pinned, so nothing can
+# move Airflow itself.
+PROVIDERS=("apache-airflow-providers-apache-spark==6.3.4" "apache-airflow-providers-databricks==7.23.0")
 # The stamp names the install: changing the version or the providers re-runs it (incrementally).
 STAMP="$VENV/.installed-airflow-$AIRFLOW_VERSION-$(printf '%s\n' "${PROVIDERS[@]}" | cksum | cut -d' ' -f1)"
 

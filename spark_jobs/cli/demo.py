@@ -59,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
         ("start the local stack", ["stack", "up"]),
         (f"produce {args.source} events", produce),
         ("ingest: Kafka -> bronze + silver + quarantine", ["ingest", "--once"]),
+        ("features: silver -> recsys.user_features + recsys.item_features", ["features", "--once"]),
         ("train ALS + ranker, register and gate in MLflow", ["train", "--once", "--quick"]),
         ("score every active user into the serving table", ["score", "--once"]),
     ]

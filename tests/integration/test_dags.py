@@ -45,7 +45,10 @@ print(json.dumps({
                     "operator": type(t).__name__,
                     **{
                         k: getattr(t, k)
-                        for k in ("spark_python_task", "libraries", "existing_cluster_id", "new_cluster")
+                        for k in (
+                            "spark_python_task", "libraries", "existing_cluster_id", "new_cluster",
+                            "application", "application_args", "skip_on_exit_code",
+                        )
                         if hasattr(t, k)
                     },
                 }
@@ -201,6 +204,29 @@ def test_spark_jobs_run_on_databricks_in_the_cluster_environment(airflow_env: di
     )
 
 
+def test_every_spark_step_is_submitted_in_the_spark_cluster_environment(airflow_env: dict[str, str]) -> None:
+    bag = _dagbag({**airflow_env, "AIRFLOW_VAR_RECSYS_ENV": "spark_cluster"})
+
+    assert bag["errors"] == {}
+    submitted = {
+        **SPARK_TASKS,
+        # Run where Airflow runs in the other environments; submitted here, exit codes kept.
+        ("recsys_retrain", "train"): ["train", "--once", "--run-id", "{{ run_id }}", "--exit-on-kept", "99"],
+        ("recsys_retrain", "refresh_scores"): ["score", "--once"],
+        ("recsys_drift_monitor", "drift_check"): ["drift", "--run-id", "{{ run_id }}", "--at"],
+    }
+    for (dag_id, task_id), args in submitted.items():
+        task = bag["dags"][dag_id]["tasks"][task_id]
+        assert task["operator"].endswith("SparkSubmitOperator"), (dag_id, task_id)
+        assert task["application"] == str(ROOT / "infra" / "spark" / "recsys_submit.py")
+        assert task["application_args"][: len(args)] == args, (dag_id, task_id)
+    for dag_id, task_id in [("recsys_retrain", "train"), ("recsys_drift_monitor", "drift_check")]:
+        task = bag["dags"][dag_id]["tasks"][task_id]
+        assert (task["operator"], task["skip_on_exit_code"]) == ("RecsysSparkSubmitOperator", 99)
+    # File housekeeping is no Spark step: it stays where Airflow runs.
+    assert bag["dags"]["recsys_maintenance"]["tasks"]["clean_leftovers"]["operator"] == "BashOperator"
+
+
 def _lakehouse_env(airflow_env: dict[str, str], config: Config) -> dict[str, str]:
     return {
         **airflow_env,
@@ -279,6 +305,50 @@ def test_drift_monitor_stays_quiet_without_drift(
     assert _drifted_metrics(spark, config, run_id) == set()
     quality = spark.read.format("delta").load(config.table_path(names.QUALITY_RESULTS))
     assert [(r.run_id, r.suite, r.status) for r in quality.collect()] == [(run_id, "silver_events", "passed")]
+
+
+@pytest.mark.timeout(1800)
+def test_drift_monitor_submits_its_spark_steps_to_the_local_spark_cluster(
+    spark, fresh_lakehouse: Config, airflow_env: dict[str, str], tmp_path: Path
+) -> None:
+    """``spark_cluster``: quality and drift are spark-submitted to a real standalone cluster
+    (``recsys stack up --spark``'s code), and drift's "no drift" exit code still means skipped."""
+    from spark_jobs.stack.spark_cluster import LocalSparkCluster
+    from tests.integration.test_spark_cluster import cluster_config
+
+    config = fresh_lakehouse
+    at = AT + timedelta(days=3)  # a logical date no other run of these tests uses
+    write_scenario(spark, config, drifted=False, at=at)
+    cluster = LocalSparkCluster(cluster_config(tmp_path / "cluster"))
+    port = cluster.master_url.rsplit(":", 1)[1]
+    env = {
+        **_lakehouse_env(airflow_env, config),  # RECSYS_SPARK_MASTER stays local[2]: spark-submit's wins
+        "AIRFLOW_VAR_RECSYS_ENV": "spark_cluster",
+        "AIRFLOW_CONN_SPARK_RECSYS": json.dumps(
+            {"conn_type": "spark", "host": "spark://127.0.0.1", "port": int(port)}
+        ),
+    }
+    try:
+        cluster.start(timeout_s=240)
+
+        result = _airflow(env, "dags", "test", "recsys_drift_monitor", at.isoformat(), timeout=1500)
+
+        assert result.returncode == 0, (result.stdout + result.stderr)[-5000:]
+        run_id, states = _task_states(airflow_env, "recsys_drift_monitor")
+        assert states == {"quality_gate": "success", "drift_check": "skipped", "trigger_retrain": "skipped"}
+        # Two applications ran on the cluster, each with an executor on both workers.
+        state = cluster.state()
+        assert state is not None
+        apps = [app["id"] for app in state["completedapps"] if app["state"] == "FINISHED"]
+        assert len(apps) == 2, state["completedapps"]
+        for worker in ("worker-1", "worker-2"):
+            ran = {d.name for d in (cluster.work_dir / worker).iterdir()}
+            assert ran == set(apps), worker
+    finally:
+        cluster.stop()
+    quality = spark.read.format("delta").load(config.table_path(names.QUALITY_RESULTS))
+    assert [(r.run_id, r.suite, r.status) for r in quality.collect()] == [(run_id, "silver_events", "passed")]
+    assert _drifted_metrics(spark, config, run_id) == set()
 
 
 @pytest.mark.timeout(3000)  # four Spark applications in a row, then two tasks again

@@ -57,7 +57,15 @@ def test_bundle_has_the_dag_jobs_and_targets() -> None:
         "recsys_drift_monitor",
         "recsys_retrain",
         "recsys_maintenance",
+        "recsys_streams",
     }
+    streams = bundle["resources"]["jobs"]["recsys_streams"]
+    assert streams["continuous"]["pause_status"] == "UNPAUSED"
+    assert [t["python_wheel_task"]["parameters"] for t in streams["tasks"]] == [
+        ["ingest"],
+        ["features"],
+        ["score"],
+    ]
     assert set(bundle["targets"]) == {"dev", "prod"}
     assert bundle["targets"]["dev"]["default"] is True
     for target in bundle["targets"].values():
