@@ -3,8 +3,8 @@
 ``bench_config`` points a configuration at a private root (its own tables, checkpoints, MLflow
 registry and, for the broker, stack folder) so a benchmark never touches the user's lakehouse
 or registry. ``prepare_lakehouse`` writes a synthetic history straight into silver
-(``spark_jobs.produce.silver``) and trains a champion with the quick ALS grid, exactly as
-``recsys train --once --quick`` would.
+(``spark_jobs.produce.silver``, ``write_silver`` alone) and trains a champion with the quick ALS
+grid, exactly as ``recsys train --once --quick`` would.
 """
 
 from __future__ import annotations
@@ -85,22 +85,17 @@ def prepare_lakehouse(
     """
     import mlflow
 
-    from spark_jobs.common.spark import register_tables
-    from spark_jobs.produce.silver import arrow_enabled, write_history
+    from spark_jobs.produce.silver import arrow_enabled
+    from spark_jobs.registry.gate import GateDecision, apply_decision
+    from spark_jobs.registry.store import setup_tracking
     from spark_jobs.training.als import QUICK_GRID
-    from spark_jobs.training.gate import GateDecision, apply_decision
     from spark_jobs.training.job import run_training
     from spark_jobs.training.pipeline import TrainSettings
-    from spark_jobs.training.registry import setup_tracking
     from spark_jobs.training.session import checkpoint_dir
 
-    started = time.perf_counter()
-    history = write_history(
+    history, write_s = write_silver(
         spark, config, n_users=n_users, n_items=n_items, n_events=n_events, end_ms=end_ms, seed=seed
     )
-    register_tables(spark, config)
-    write_s = time.perf_counter() - started
-    console.info(f"{history.events:,} silver events, {n_users:,} users, {n_items:,} items ({write_s:.0f}s)")
 
     started = time.perf_counter()
     settings = TrainSettings(grid=tuple(grid or QUICK_GRID), checkpoint_dir=checkpoint_dir(config))
@@ -117,6 +112,34 @@ def prepare_lakehouse(
     label = "+".join(f"{_short(name)}:v{v}" for name, v in sorted(report.versions.items()))
     console.info(f"champion {label}{' (forced)' if forced else ''}, trained in {train_s:.0f}s")
     return Lakehouse(history, label, forced, tuple(reasons), write_s, train_s)
+
+
+def write_silver(
+    spark: SparkSession,
+    config: Config,
+    *,
+    n_users: int,
+    n_items: int,
+    n_events: int,
+    end_ms: int,
+    seed: int = SEED,
+) -> tuple[SyntheticHistory, float]:
+    """Synthetic catalog + silver history ending at ``end_ms``, registered by name; and its seconds.
+
+    The set-up half of ``prepare_lakehouse``, on its own for benchmarks that then train through
+    the ``recsys`` commands (``benchmarks/scale.py``) instead of in-process.
+    """
+    from spark_jobs.common.spark import register_tables
+    from spark_jobs.produce.silver import write_history
+
+    started = time.perf_counter()
+    history = write_history(
+        spark, config, n_users=n_users, n_items=n_items, n_events=n_events, end_ms=end_ms, seed=seed
+    )
+    register_tables(spark, config)
+    write_s = time.perf_counter() - started
+    console.info(f"{history.events:,} silver events, {n_users:,} users, {n_items:,} items ({write_s:.0f}s)")
+    return history, write_s
 
 
 def _short(model_name: str) -> str:

@@ -25,7 +25,7 @@ import pandas as pd
 from spark_jobs.common import console
 from spark_jobs.common.config import Config, project_root
 from spark_jobs.evaluation import movielens
-from spark_jobs.evaluation.report import curves, evaluate_split, plot_bars, plot_curves, plot_importance
+from spark_jobs.evaluation.report import evaluate_split, plot_bars, plot_curves, plot_importance
 from spark_jobs.evaluation.splits import RANDOM, TEMPORAL, split
 from spark_jobs.training.als import DEFAULT_GRID, QUICK_GRID
 from spark_jobs.training.columns import MODELS
@@ -73,13 +73,13 @@ def run(config: Config, quick: bool = False, log: TextIO | None = None) -> dict[
         console.step(f"{protocol} split, seed {seed}", stream=log)
         train, test = split(ratings, protocol, 0.25, seed)
         settings = TrainSettings(carve=protocol, grid=grid, seed=seed, checkpoint_dir=checkpoint_dir(config))
-        table, model, lists = evaluate_split(spark, train, test, items, users, settings)
+        table, model, curve = evaluate_split(spark, train, test, items, users, settings)
         table = table.assign(
             protocol=protocol,
             seed=seed,
-            als_rank=model.factors.params.rank if model.factors else None,
-            als_reg=model.factors.params.reg_param if model.factors else None,
-            als_alpha=model.factors.params.alpha if model.factors else None,
+            als_rank=model.items.params.rank if model.items.params else None,
+            als_reg=model.items.params.reg_param if model.items.params else None,
+            als_alpha=model.items.params.alpha if model.items.params else None,
             **{k: v for k, v in model.timings.items()},
             **{k: v for k, v in model.metrics.items()},
         )
@@ -92,7 +92,7 @@ def run(config: Config, quick: bool = False, log: TextIO | None = None) -> dict[
         )
         tables.append(table)
         tag = f"{protocol}_seed{seed}"
-        plot_curves(curves(lists, test), out_dir / f"ndcg_curve_{tag}.png")
+        plot_curves(curve, out_dir / f"ndcg_curve_{tag}.png")
         if model.ranker is not None:
             plot_importance(model.ranker.feature_importance(), out_dir / f"importance_{tag}.png")
         for name in MODELS:
@@ -105,9 +105,9 @@ def run(config: Config, quick: bool = False, log: TextIO | None = None) -> dict[
                 figures[f"{tag}_{key}"] = float(table[key].iloc[0])
         figures[f"{tag}_train_s"] = float(table["train_s"].iloc[0])
         figures[f"{tag}_als_params"] = (
-            f"rank={model.factors.params.rank} reg={model.factors.params.reg_param} "
-            f"alpha={model.factors.params.alpha}"
-            if model.factors
+            f"rank={model.items.params.rank} reg={model.items.params.reg_param} "
+            f"alpha={model.items.params.alpha}"
+            if model.items.params
             else "none"
         )
     all_rows = pd.concat(tables, ignore_index=True)

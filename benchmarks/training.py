@@ -8,7 +8,7 @@ is, so its nDCG is reported for information, not as a tuned competitor), same pr
 * ``spark_als_ndcg``, ``implicit_als_ndcg`` on the split's test part (top-10);
 * ``ranker_cpu_fit_s`` and, on a machine with CUDA (+ cuDF), ``ranker_gpu_fit_s``; ``ranker_device``
   records what ran;
-* full run only: ``end_to_end_s`` of ``train_recommender`` (ALS search + ranker + refit).
+* full run only: ``end_to_end_s`` of ``train_on_spark`` (ALS search + ranker + refit).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from spark_jobs.common import console
 from spark_jobs.common.config import Config
 from spark_jobs.evaluation import movielens
 from spark_jobs.evaluation.metrics import ranking_metrics
+from spark_jobs.evaluation.report import pairs_from_pandas
 from spark_jobs.evaluation.splits import random_split
 from spark_jobs.training.als import (
     AlsFactors,
@@ -35,9 +36,10 @@ from spark_jobs.training.candidates import build_sources
 from spark_jobs.training.columns import SEED, STRENGTH
 from spark_jobs.training.features import build_candidates, user_side_features
 from spark_jobs.training.matrix import aggregate_pairs, build_matrix
-from spark_jobs.training.pipeline import TrainSettings, train_recommender
+from spark_jobs.training.pipeline import TrainSettings
 from spark_jobs.training.ranker import Accelerator, detect_accelerator, fit_ranker
 from spark_jobs.training.session import checkpoint_dir, training_session
+from spark_jobs.training.trainer import train_on_spark
 
 PARAMS = AlsParams(rank=64, reg_param=0.3, alpha=1.0, max_iter=15)
 
@@ -125,8 +127,8 @@ def run(config: Config, quick: bool = False, log: TextIO | None = None) -> dict[
         figures["ranker_gpu_speedup"] = cpu.fit_seconds / max(gpu.fit_seconds, 1e-9)
 
     if not quick:
-        console.step("end-to-end train_recommender (ALS search + ranker + refit)", stream=log)
+        console.step("end-to-end training on Spark (ALS search + ranker + refit)", stream=log)
         started = time.perf_counter()
-        train_recommender(spark, train, items, users, settings=TrainSettings(carve="random"))
+        train_on_spark(pairs_from_pandas(spark, train), items, settings=TrainSettings(carve="random"))
         figures["end_to_end_s"] = time.perf_counter() - started
     return figures

@@ -1,10 +1,22 @@
 """A deterministic synthetic world and its event stream, for demos, tests and benchmarks.
 
-The world: categories, items (1-3 categories, Zipf-like popularity), users with latent tastes
-(Dirichlet over categories), a home country, a preferred device and an age band. The stream:
-sessions arrive as a Poisson process; in a session a user picks items by taste x popularity and
-reacts to each with probabilities that grow with affinity (taste for the item's categories).
+The world: categories, items (1-3 categories, one style, Zipf-like popularity), users with
+latent tastes (Dirichlet over categories, and over styles), a home country, a preferred device
+and an age band. A style is a sub-genre that cuts across categories (format, tone, depth). The
+stream: sessions arrive as a Poisson process; a session keeps mostly to one of the user's
+categories (drawn by taste) and hardly ever shows an item twice. Each pick draws a category and a
+style by the user's tastes, then an item of that category and style by popularity
+(``pick_item``); now and then the user explores the globally popular items instead. They react
+to each item with probabilities that grow with affinity (taste for the item's categories).
 Sessions overlap, and the merged stream is in event-time order.
+
+Taste drives most of a pick, popularity less: on the demo's world (1,000 users, 500 items) the
+user's tastes explain about 2 bits of a pick beyond the 0.7 bits popularity explains (log-
+likelihood gain of the true pick probabilities, sessions aside), and the views are about as
+concentrated on the top tenth of items as MovieLens's ratings (40% vs 43%). The first version
+chose within a category by popularity alone (taste 0.7 bits, popularity 1.6, 58% of views on the
+top tenth): a collaborative model had too little to learn, and ALS stayed below the popularity
+baseline however it was tuned.
 
 Everything is drawn from seeded RNGs: the same seed gives the same world, and the same seed and
 ``start_ms`` the same events, ids included. A later start gives other ids, so running the
@@ -127,12 +139,16 @@ _NOUNS = (
 )
 
 TASTE_ALPHA = 0.3  # Dirichlet concentration: < 1 gives users a few strong interests
-ZIPF_EXPONENT = 1.0
-EXPLORE_P = 0.15  # share of picks from global popularity, regardless of taste
+ZIPF_EXPONENT = 1.3  # views on the top tenth of items: 40% on the demo world (MovieLens 100k: 43%)
+EXPLORE_P = 0.05  # share of picks from global popularity, regardless of taste
+SESSION_FOCUS = 0.9  # share of a session's taste picks in its own category (the rest: by taste)
+STYLES = 6  # every item has one style; every user a mix over them
+STYLE_ALPHA = 0.1  # Dirichlet concentration of a user's style mix: most keep to one style
+REDRAWS = 10  # a pick the session has shown already is drawn again, up to this many times
 MEAN_ITEMS_PER_SESSION = 6.0
-# Measured with the behaviour below (mean over many sessions): events per session, which sets
-# the session arrival rate. Sessions last 7 minutes on average; 2% of events come later
-# than 30 minutes into one.
+# Measured with the behaviour below (mean over 50,000 sessions of five worlds): events per
+# session, which sets the session arrival rate. Sessions last 8 minutes on average; 4% of
+# events come later than 30 minutes into one.
 EVENTS_PER_SESSION = 14.1
 WARMUP_MS = 1_800_000
 MAX_DWELL_MS = 600_000  # people leave a tab open; dwell beyond 10 minutes is not attention
@@ -185,27 +201,40 @@ class World:
     category_items: tuple[tuple[int, ...], ...]  # item indices per category
     category_pop_cum: tuple[tuple[float, ...], ...]
     taste_cum: tuple[tuple[float, ...], ...]  # per user
+    item_style: tuple[int, ...]  # per item, in ``range(STYLES)``
+    style_cum: tuple[tuple[float, ...], ...]  # per user, over styles
+    cell_items: tuple[tuple[tuple[int, ...], ...], ...]  # item indices per category, then style
+    cell_pop_cum: tuple[tuple[tuple[float, ...], ...], ...]
 
     def affinity(self, user_index: int, item: Item) -> float:
         """0..1: the user's taste for the item's best category, relative to their favourite."""
         taste = self.users[user_index].taste
         return max(taste[c] for c in item.categories) / max(taste)
 
-    def pick_item(self, rng: random.Random, user_index: int) -> int:
-        """An item index drawn by taste x popularity, with some exploration."""
+    def pick_category(self, rng: random.Random, user_index: int) -> int:
+        """A category drawn by the user's taste."""
+        return _draw(rng, self.taste_cum[user_index])
+
+    def pick_item(self, rng: random.Random, user_index: int, focus: int | None = None) -> int:
+        """An item index. By taste: a category (mostly the session's ``focus``, else one drawn
+        by taste) and a style drawn by the user's mix, then an item of both by popularity (of
+        the category alone when none has that style). With ``EXPLORE_P``: by global popularity.
+        """
         if rng.random() >= EXPLORE_P:
-            cum = self.taste_cum[user_index]
-            category = min(bisect(cum, rng.random() * cum[-1]), len(cum) - 1)
-            pool = self.category_items[category]
+            if focus is not None and rng.random() < SESSION_FOCUS:
+                category = focus
+            else:
+                category = self.pick_category(rng, user_index)
+            style = _draw(rng, self.style_cum[user_index])
+            pool, weights = self.cell_items[category][style], self.cell_pop_cum[category][style]
+            if not pool:
+                pool, weights = self.category_items[category], self.category_pop_cum[category]
             if pool:
-                weights = self.category_pop_cum[category]
-                return pool[min(bisect(weights, rng.random() * weights[-1]), len(pool) - 1)]
-        cum = self.item_pop_cum
-        return min(bisect(cum, rng.random() * cum[-1]), len(cum) - 1)
+                return pool[_draw(rng, weights)]
+        return _draw(rng, self.item_pop_cum)
 
     def pick_user(self, rng: random.Random) -> int:
-        cum = self.user_activity_cum
-        return min(bisect(cum, rng.random() * cum[-1]), len(cum) - 1)
+        return _draw(rng, self.user_activity_cum)
 
 
 class GeneratedRecord(NamedTuple):
@@ -229,6 +258,8 @@ def build_world(n_users: int, n_items: int, seed: int, created_before_ms: int) -
     if n_users < 1 or n_items < 1:
         raise ValueError(f"need at least one user and one item, got {n_users} and {n_items}")
     rng = random.Random(f"world:{seed}")
+    # Styles come from their own RNG: the catalog rows are those of a world without them.
+    style_rng = random.Random(f"style:{seed}")
     items = tuple(_draw_item(rng, i, created_before_ms) for i in range(n_items))
     ranks = list(range(n_items))
     rng.shuffle(ranks)
@@ -237,6 +268,10 @@ def build_world(n_users: int, n_items: int, seed: int, created_before_ms: int) -
     activity = [rng.lognormvariate(0.0, 1.0) for _ in users]
     category_items = tuple(
         tuple(i for i, item in enumerate(items) if c in item.categories) for c in range(len(CATEGORIES))
+    )
+    item_style = tuple(style_rng.randrange(STYLES) for _ in items)
+    cell_items = tuple(
+        tuple(tuple(i for i in pool if item_style[i] == s) for s in range(STYLES)) for pool in category_items
     )
     return World(
         seed=seed,
@@ -248,6 +283,12 @@ def build_world(n_users: int, n_items: int, seed: int, created_before_ms: int) -
         category_items=category_items,
         category_pop_cum=tuple(tuple(accumulate(popularity[i] for i in pool)) for pool in category_items),
         taste_cum=tuple(tuple(accumulate(u.taste)) for u in users),
+        item_style=item_style,
+        style_cum=tuple(tuple(accumulate(_dirichlet(style_rng, STYLE_ALPHA, STYLES))) for _ in users),
+        cell_items=cell_items,
+        cell_pop_cum=tuple(
+            tuple(tuple(accumulate(popularity[i] for i in cell)) for cell in row) for row in cell_items
+        ),
     )
 
 
@@ -404,9 +445,19 @@ def _session(
     session_id = _uuid(rng)
     offset_ms = user.utc_offset_h * 3_600_000
     n_items = 1 + int(rng.expovariate(1.0 / (MEAN_ITEMS_PER_SESSION - 1)))
+    focus: int | None = world.pick_category(rng, user_index)
+    if not world.category_items[focus]:
+        focus = None
     t = start_ms
+    shown: set[int] = set()
     for _ in range(n_items):
-        item = world.items[world.pick_item(rng, user_index)]
+        index = world.pick_item(rng, user_index, focus)
+        for _ in range(REDRAWS):
+            if index not in shown:
+                break
+            index = world.pick_item(rng, user_index, focus)
+        shown.add(index)
+        item = world.items[index]
         reactions, t = _react(rng, item, world.affinity(user_index, item), t)
         for event_type, ts, extra in reactions:
             if ts < emit_from_ms:
@@ -479,9 +530,7 @@ def _draw_item(rng: random.Random, index: int, start_ms: int) -> Item:
 
 
 def _draw_user(rng: random.Random, index: int, start_ms: int) -> User:
-    raw = [rng.gammavariate(TASTE_ALPHA, 1.0) for _ in CATEGORIES]
-    total = sum(raw)
-    taste = tuple(x / total for x in raw) if total > 0 else tuple(1 / len(raw) for _ in raw)
+    taste = _dirichlet(rng, TASTE_ALPHA, len(CATEGORIES))
     country, offset, _ = rng.choices(COUNTRIES, weights=[w for *_, w in COUNTRIES])[0]
     return User(
         user_id=f"user_{index:06d}",
@@ -496,6 +545,18 @@ def _draw_user(rng: random.Random, index: int, start_ms: int) -> User:
         consent_analytics=rng.random() >= 0.05,
         created_ms=start_ms - int(rng.uniform(0, 730) * _DAY_MS),
     )
+
+
+def _dirichlet(rng: random.Random, alpha: float, n: int) -> tuple[float, ...]:
+    """Weights summing to 1 from a symmetric Dirichlet(``alpha``) (uniform if all draw zero)."""
+    raw = [rng.gammavariate(alpha, 1.0) for _ in range(n)]
+    total = sum(raw)
+    return tuple(x / total for x in raw) if total > 0 else tuple(1 / n for _ in raw)
+
+
+def _draw(rng: random.Random, cum: tuple[float, ...]) -> int:
+    """An index drawn with the weights whose running sums are ``cum``."""
+    return min(bisect(cum, rng.random() * cum[-1]), len(cum) - 1)
 
 
 def _weighted(rng: random.Random, pairs: tuple[tuple[Any, int], ...]) -> Any:
