@@ -76,16 +76,12 @@ def kafka(config: Config) -> Iterator[Config]:
 @pytest.fixture(scope="session")
 def movielens_dir() -> Path:
     if not (MOVIELENS_DIR / "u.data").is_file():
-        pytest.fail(
-            f"MovieLens 100k not found at {MOVIELENS_DIR}: ../shared/data must sit beside the clone"
-        )
+        pytest.fail(f"MovieLens 100k not found at {MOVIELENS_DIR}: ../shared/data must sit beside the clone")
     return MOVIELENS_DIR
 
 
 @pytest.fixture()
-def fresh_lakehouse(
-    spark, config: Config, tmp_path: Path, request: pytest.FixtureRequest
-) -> Config:
+def fresh_lakehouse(spark, config: Config, tmp_path: Path, request: pytest.FixtureRequest) -> Config:
     """A config with its own lakehouse root and Kafka topic, and the catalog pointed at it.
 
     Tests that write tables get a clean slate without a new SparkSession.
@@ -106,3 +102,16 @@ def fresh_lakehouse(
         spark.sql(f"DROP TABLE IF EXISTS {isolated.table(table)}")
     register_tables(spark, isolated)
     return isolated
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """``gpu`` tests run only when ``-m`` names them; ``unit`` means no JVM (``make test-fast``),
+    so a unit test that asks for Spark is a mislabel."""
+    if "gpu" not in (config.option.markexpr or ""):
+        gpu = [item for item in items if item.get_closest_marker("gpu")]
+        if gpu:
+            config.hook.pytest_deselected(items=gpu)
+            items[:] = [item for item in items if not item.get_closest_marker("gpu")]
+    for item in items:
+        if item.get_closest_marker("unit") and "spark" in getattr(item, "fixturenames", ()):
+            raise pytest.UsageError(f"{item.nodeid} is marked unit but uses the spark fixture: mark it spark")

@@ -109,6 +109,7 @@ def test_sql_errors_are_one_line(kafka: Config, tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_demo_runs_end_to_end_on_its_own_stack(tmp_path: Path) -> None:
     env = _env(
         RECSYS_HOME=str(tmp_path / "lakehouse"),

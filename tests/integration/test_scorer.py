@@ -189,12 +189,16 @@ def test_stream_moves_a_user_toward_a_new_category_and_replay_changes_nothing(sp
     touched = {c for i in history for c in items.get(i, [])}
     category = next(c for c in sizes.index if c not in touched and sizes[c] >= 30)
     popular = events[names.ITEM_ID].value_counts()
-    # Not the category's very top items: those may already be on the list, and liking them would
-    # only remove them from it (consumed items are never recommended back).
-    in_category = [i for i in popular.index if category in items.get(i, []) and i not in history][5:13]
     job.refresh_all(spark, config, clock=clock, users=[user])
     before = recommendations(spark, config)
     before_user = before.loc[before[names.USER_ID] == user]
+    # The category's most popular items that are not on the list yet: liking an item on the list
+    # would only remove it (consumed items are never recommended back) and lower the share.
+    listed = set(before_user[names.ITEM_ID])
+    in_category = [
+        i for i in popular.index if category in items.get(i, []) and i not in history and i not in listed
+    ][:8]
+    assert len(in_category) == 8
 
     def share(frame: pd.DataFrame) -> float:
         return float(frame[names.ITEM_ID].map(lambda i: category in items.get(i, [])).mean())

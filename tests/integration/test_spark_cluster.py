@@ -27,7 +27,7 @@ from spark_jobs.common.config import Config, load_config
 from spark_jobs.stack.ports import free_port, port_is_free
 from spark_jobs.stack.spark_cluster import LocalSparkCluster
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
 END_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z: the synthetic history ends here, whatever the clock says

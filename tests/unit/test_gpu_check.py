@@ -25,7 +25,7 @@ def test_without_a_gpu_the_cpu_side_runs_and_the_gpu_side_is_marked_not_run(tmp_
     out = tmp_path / "gpu_check.json"
     # No visible device, even on a machine that has one: this test pins the no-GPU branch.
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
-    argv = ["--rows", "20000", "--rounds", "10", "--out", str(out)]
+    argv = ["--rows", "2000", "--rounds", "10", "--out", str(out)]
     done = subprocess.run(
         [sys.executable, "-m", "benchmarks.gpu_check", *argv],
         cwd=ROOT,
@@ -49,7 +49,7 @@ def test_without_a_gpu_the_cpu_side_runs_and_the_gpu_side_is_marked_not_run(tmp_
     }
     assert result["gpu"]["ran"] is False
     assert result["gpu"]["reason"].startswith("no CUDA device: GPU side not run")
-    assert (result["rows"], result["queries"], result["features"]) == (20000, 400, len(FEATURE_COLUMNS))
+    assert (result["rows"], result["queries"], result["features"]) == (2000, 40, len(FEATURE_COLUMNS))
     assert (result["status"], result["exit_code"], result["ratio_cpu_over_gpu"]) == ("no_gpu", 3, None)
     assert result["detected"]["device"] == "cpu"
 

@@ -18,7 +18,7 @@ from spark_jobs.training.interactions import (
 )
 from spark_jobs.training.matrix import aggregate_pairs, build_matrix
 
-pytestmark = [pytest.mark.unit, pytest.mark.spark]
+pytestmark = pytest.mark.spark
 
 REF = datetime(2024, 1, 31, tzinfo=UTC)
 
