@@ -112,6 +112,7 @@ def _bench_config(config: Config, root: Path, topic: str) -> Config:
 
 def _produce(config: Config, n_events: int, log: TextIO) -> float:
     """Send ``n_events`` synthetic records; returns the producer's events/s."""
+    from spark_jobs.contract.events import Limits
     from spark_jobs.produce.kafka_sink import KafkaSink, message_key
     from spark_jobs.produce.synthetic import build_world, generate_records, history_start_ms
     from spark_jobs.stack.kafka import LocalKafka
@@ -122,7 +123,13 @@ def _produce(config: Config, n_events: int, log: TextIO) -> float:
     world = build_world(2_000, 1_000, SEED, start_ms)
     progress = console.Progress(f"produced to {config.kafka.topic}", total=n_events, every_s=5)
     records = generate_records(
-        world, n_events, start_ms, bad_fraction=0.01, duplicate_fraction=0.01, seed=SEED
+        world,
+        n_events,
+        start_ms,
+        bad_fraction=0.01,
+        duplicate_fraction=0.01,
+        seed=SEED,
+        limits=Limits.from_config(config),
     )
     with KafkaSink.from_config(config) as sink:
         for record, _kind in records:

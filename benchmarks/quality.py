@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Any, TextIO
@@ -28,7 +27,7 @@ from spark_jobs.evaluation import movielens
 from spark_jobs.evaluation.report import evaluate_split, plot_bars, plot_curves, plot_importance
 from spark_jobs.evaluation.splits import RANDOM, TEMPORAL, split
 from spark_jobs.training.als import DEFAULT_GRID, QUICK_GRID
-from spark_jobs.training.columns import MODELS
+from spark_jobs.training.columns import STRATEGIES
 from spark_jobs.training.pipeline import TrainSettings
 from spark_jobs.training.session import checkpoint_dir, training_session
 
@@ -39,12 +38,6 @@ METRICS = ("ndcg", "precision", "recall", "map", "coverage", "diversity")
 BAR_ALS_NDCG = 0.45
 BAR_HYBRID_NDCG = 0.48
 BAR_HYBRID_PRECISION = 0.42
-
-
-def movielens_dir() -> Path:
-    """``RECSYS_MOVIELENS_DIR`` or ``../shared/data/ml-100k`` beside the clone."""
-    explicit = os.environ.get("RECSYS_MOVIELENS_DIR")
-    return Path(explicit) if explicit else project_root().parent / "shared" / "data" / "ml-100k"
 
 
 def results_dir() -> Path:
@@ -59,7 +52,7 @@ def run(config: Config, quick: bool = False, log: TextIO | None = None) -> dict[
     Progress goes to ``log`` (stderr under ``recsys bench --json``), never into the figures.
     """
     logging.getLogger("spark_jobs").setLevel(logging.INFO)
-    folder = movielens_dir()
+    folder = config.movielens_dir
     ratings = movielens.load_ratings(folder)
     items, users = movielens.load_items(folder), movielens.load_users(folder)
     spark = training_session(config, app_name="recsys-bench-quality")
@@ -95,7 +88,7 @@ def run(config: Config, quick: bool = False, log: TextIO | None = None) -> dict[
         plot_curves(curve, out_dir / f"ndcg_curve_{tag}.png")
         if model.ranker is not None:
             plot_importance(model.ranker.feature_importance(), out_dir / f"importance_{tag}.png")
-        for name in MODELS:
+        for name in STRATEGIES:
             row = table.loc[table["model"] == name].iloc[0]
             for metric in METRICS:
                 key = f"{protocol}_{name}_{metric}" + (f"_seed{seed}" if protocol == RANDOM else "")
@@ -114,7 +107,7 @@ def run(config: Config, quick: bool = False, log: TextIO | None = None) -> dict[
     all_rows.to_csv(out_dir / "per_run.csv", index=False)
     random_rows = all_rows.loc[all_rows["protocol"] == RANDOM]
     means = random_rows.groupby("model")[list(METRICS)].mean()
-    for name in MODELS:
+    for name in STRATEGIES:
         for metric in METRICS:
             figures[f"random_{name}_{metric}_mean"] = float(means.loc[name, metric])
     plot_bars(means.reset_index(), out_dir / "random_mean_bars.png")

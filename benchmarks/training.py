@@ -19,7 +19,6 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from benchmarks.quality import movielens_dir
 from spark_jobs.common import console
 from spark_jobs.common.config import Config
 from spark_jobs.evaluation import movielens
@@ -74,7 +73,7 @@ def _implicit_fit(matrix: Any, params: AlsParams, threads: int = 2) -> tuple[Als
 def run(config: Config, quick: bool = False, log: TextIO | None = None) -> dict[str, Any]:
     """Time both ALS implementations and the ranker; see the module docstring for the figures."""
     logging.getLogger("spark_jobs").setLevel(logging.WARNING)
-    folder = movielens_dir()
+    folder = config.movielens_dir
     ratings = movielens.load_ratings(folder)
     items, users = movielens.load_items(folder), movielens.load_users(folder)
     train, test = random_split(ratings, 0.25, SEED)

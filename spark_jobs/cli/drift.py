@@ -66,10 +66,9 @@ def _window(text: str) -> tuple[datetime, datetime]:
 def run(args: argparse.Namespace) -> int:
     from spark_jobs.common.spark import build_session
     from spark_jobs.drift.job import Windows, default_windows, run_drift
-    from spark_jobs.drift.settings import DriftSettings
 
     config = get_config()
-    settings = DriftSettings.from_env()
+    settings = config.drift
     at = args.at or (args.current[1] if args.current else datetime.now(UTC))
     run_id = args.run_id or f"manual__{at.isoformat()}"
     windows = None

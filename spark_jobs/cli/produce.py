@@ -23,7 +23,7 @@ from spark_jobs.cli.args import positive_int
 from spark_jobs.common import console, names
 from spark_jobs.common.config import Config, get_config
 from spark_jobs.common.errors import RecsysError, UsageError
-from spark_jobs.contract.events import event_ts_millis
+from spark_jobs.contract.events import Limits, event_ts_millis
 from spark_jobs.produce.kafka_sink import KafkaSink, SinkStats, ensure_topic, message_key
 from spark_jobs.produce.pacing import pace_event_time, pace_rate
 
@@ -139,6 +139,7 @@ def _run_synthetic(args: argparse.Namespace) -> int:
             bad_fraction=args.bad_fraction,
             duplicate_fraction=args.duplicate_fraction,
             events_per_s=events_per_s,
+            limits=Limits.from_config(config),
         )
 
         def stamped() -> Iterator[tuple[int, bytes | None, Record]]:

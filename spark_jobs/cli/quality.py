@@ -42,12 +42,12 @@ def run(args: argparse.Namespace) -> int:
     from spark_jobs.common.spark import build_session
     from spark_jobs.quality import job
     from spark_jobs.quality.gx_runner import data_docs_index
-    from spark_jobs.quality.suites import load_suites
+    from spark_jobs.quality.suites import expectations_dir, load_suites
 
     config = get_config()
     checked_at = args.at or datetime.now(UTC)
     run_id = args.run_id or f"manual__{checked_at.isoformat()}"
-    suites = load_suites(only=args.suite)
+    suites = load_suites(expectations_dir(config), only=args.suite)
     console.step(f"starting Spark ({config.spark.master or 'cluster'})")
     spark = build_session(config, app_name="recsys-quality")
     console.step(f"running {len(suites)} suite(s) for run {run_id}")

@@ -22,6 +22,7 @@ import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -151,6 +152,61 @@ class MlflowSettings:
 
 
 @dataclass(frozen=True)
+class DriftSettings:
+    """What counts as drift, and which windows are compared by default.
+
+    ``psi_threshold`` 0.2 is the conventional "significant shift"; ``js_threshold`` 0.1 bits is
+    of the same order for the distributions we compare. ``ctr_drop_threshold``: relative drop of
+    live CTR that counts as drift; ``ndcg_drop_threshold`` the same for the live nDCG@``ndcg_k``
+    of the served lists (a rating counts as liked from ``positive_rating``). A window with fewer
+    than ``min_events`` events is *skipped* (too little data to judge), never reported as drift.
+    Without a reference window recorded with the champion, the reference is the
+    ``reference_hours`` before the current window.
+    """
+
+    psi_threshold: float = 0.2
+    js_threshold: float = 0.1
+    ctr_drop_threshold: float = 0.3
+    ndcg_drop_threshold: float = 0.3
+    ndcg_k: int = 10
+    positive_rating: float = 4.0
+    current_hours: float = 24.0
+    reference_hours: float = 168.0
+    min_events: int = 50
+    top_items: int = 50
+    score_bins: int = 10
+    epsilon: float = 1e-4
+
+
+@dataclass(frozen=True)
+class QualitySettings:
+    """Parameters of the Great Expectations suites.
+
+    ``window_hours``: how far back (by arrival) the silver suite looks; ``min_event_ts``: the
+    earliest plausible event time (MovieLens starts in 1997). The serving suite's list length is
+    ``serving.top_n`` and the future skew ``ingest.max_future_skew_hours``: one source each.
+    """
+
+    window_hours: float = 24.0
+    min_event_ts: str = "1995-01-01T00:00:00+00:00"
+    min_training_users: int = 2
+    min_training_items: int = 2
+
+
+@dataclass(frozen=True)
+class DataSettings:
+    """Folders of input data. Empty means the default beside the project.
+
+    ``movielens_dir``: an unpacked MovieLens 100k (default ``../shared/data/ml-100k`` beside the
+    clone; benchmarks and the quality figures read it). ``expectations_dir``: the suite files
+    (default: the ``expectations`` folder shipped with the package).
+    """
+
+    movielens_dir: str = ""
+    expectations_dir: str = ""
+
+
+@dataclass(frozen=True)
 class Config:
     """Everything a job needs to know about where things are. Immutable; build with ``load_config``."""
 
@@ -164,6 +220,15 @@ class Config:
     features: FeatureSettings = field(default_factory=FeatureSettings)
     mlflow: MlflowSettings = field(default_factory=MlflowSettings)
     serving: ServingSettings = field(default_factory=ServingSettings)
+    drift: DriftSettings = field(default_factory=DriftSettings)
+    quality: QualitySettings = field(default_factory=QualitySettings)
+    data: DataSettings = field(default_factory=DataSettings)
+
+    @property
+    def movielens_dir(self) -> Path:
+        """``data.movielens_dir``, else ``../shared/data/ml-100k`` beside the project."""
+        explicit = self.data.movielens_dir
+        return Path(explicit) if explicit else project_root().parent / "shared" / "data" / "ml-100k"
 
     def table_path(self, table: str) -> str:
         """Storage location of a Delta table of ``names``."""
@@ -273,9 +338,7 @@ def _with_derived_paths(config: Config) -> Config:
     kafka = config.kafka
     if not kafka.bootstrap_servers:
         kafka = dataclasses.replace(kafka, bootstrap_servers=f"localhost:{kafka.broker_port}")
-    return dataclasses.replace(
-        config, lakehouse_root=root, checkpoint_root=checkpoints, kafka=kafka
-    )
+    return dataclasses.replace(config, lakehouse_root=root, checkpoint_root=checkpoints, kafka=kafka)
 
 
 def _file_layer(env: str, environ: Mapping[str, str]) -> Mapping[str, Any]:
@@ -283,9 +346,7 @@ def _file_layer(env: str, environ: Mapping[str, str]) -> Mapping[str, Any]:
     path = Path(explicit) if explicit else project_root() / "recsys.toml"
     if not path.is_file():
         if explicit:
-            raise ConfigError(
-                f"config file {path} does not exist", hint="fix or unset RECSYS_CONFIG"
-            )
+            raise ConfigError(f"config file {path} does not exist", hint="fix or unset RECSYS_CONFIG")
         return {}
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -369,38 +430,65 @@ def _coerce(key: str, value: Any, kind: Any) -> Any:
 
 
 def _validate(section: Any, prefix: str) -> None:
+    """No negative numbers anywhere; then the checks of the section's own kind."""
     for f in dataclasses.fields(section):
         value = getattr(section, f.name)
-        if isinstance(value, int) and not isinstance(value, bool) and value < 0:
+        if isinstance(value, int | float) and not isinstance(value, bool) and value < 0:
             raise ConfigError(f"config key {prefix}{f.name} = {value} must not be negative")
-    if isinstance(section, SparkSettings) and section.catalog not in ("embedded", "external"):
+    check = _SECTION_CHECKS.get(type(section))
+    if check is not None:
+        check(section, prefix)
+
+
+def _check_spark(section: SparkSettings, prefix: str) -> None:
+    if section.catalog not in ("embedded", "external"):
+        raise ConfigError(f"config key {prefix}catalog = {section.catalog!r}: use embedded or external")
+    if section.cluster_workers < 1 or section.worker_cores < 1:
+        raise ConfigError(f"config keys {prefix}cluster_workers and {prefix}worker_cores must be at least 1")
+    if not re.fullmatch(r"[1-9][0-9]*[kmgt]", section.worker_memory.lower()):
         raise ConfigError(
-            f"config key {prefix}catalog = {section.catalog!r}: use embedded or external"
+            f"config key {prefix}worker_memory = {section.worker_memory!r}: use a size like 512m or 2g"
         )
-    if isinstance(section, SparkSettings):
-        if section.cluster_workers < 1 or section.worker_cores < 1:
-            raise ConfigError(
-                f"config keys {prefix}cluster_workers and {prefix}worker_cores must be at least 1"
-            )
-        if not re.fullmatch(r"[1-9][0-9]*[kmgt]", section.worker_memory.lower()):
-            raise ConfigError(
-                f"config key {prefix}worker_memory = {section.worker_memory!r}: use a size like 512m or 2g"
-            )
-    if isinstance(section, ServingSettings):
-        for name in ("mmr_lambda", "challenger_share"):
-            if not 0.0 <= getattr(section, name) <= 1.0:
-                raise ConfigError(f"config key {prefix}{name} = {getattr(section, name)} must be in [0, 1]")
-        if section.top_n < 1 or section.pool < section.top_n:
-            raise ConfigError(f"config key {prefix}pool must be at least top_n (>= 1)")
-        parse_hours(section.peak_hours, f"{prefix}peak_hours")
-    if isinstance(section, KafkaSettings) and section.partitions < 1:
+
+
+def _check_serving(section: ServingSettings, prefix: str) -> None:
+    for name in ("mmr_lambda", "challenger_share"):
+        if not 0.0 <= getattr(section, name) <= 1.0:
+            raise ConfigError(f"config key {prefix}{name} = {getattr(section, name)} must be in [0, 1]")
+    if section.top_n < 1 or section.pool < section.top_n:
+        raise ConfigError(f"config key {prefix}pool must be at least top_n (>= 1)")
+    parse_hours(section.peak_hours, f"{prefix}peak_hours")
+
+
+def _check_kafka(section: KafkaSettings, prefix: str) -> None:
+    if section.partitions < 1:
         raise ConfigError(f"config key {prefix}partitions must be at least 1")
-    if isinstance(section, FeatureSettings):
-        for name in ("affinity_half_life_hours", "popularity_half_life_hours", "trending_half_life_hours"):
-            if getattr(section, name) <= 0:
-                raise ConfigError(f"config key {prefix}{name} = {getattr(section, name)} must be positive")
-        if section.last_n < 1 or section.ctr_prior_views <= 0:
-            raise ConfigError(f"config keys {prefix}last_n and {prefix}ctr_prior_views must be positive")
+
+
+def _check_features(section: FeatureSettings, prefix: str) -> None:
+    for name in ("affinity_half_life_hours", "popularity_half_life_hours", "trending_half_life_hours"):
+        if getattr(section, name) <= 0:
+            raise ConfigError(f"config key {prefix}{name} = {getattr(section, name)} must be positive")
+    if section.last_n < 1 or section.ctr_prior_views <= 0:
+        raise ConfigError(f"config keys {prefix}last_n and {prefix}ctr_prior_views must be positive")
+
+
+def _check_quality(section: QualitySettings, prefix: str) -> None:
+    try:
+        datetime.fromisoformat(section.min_event_ts)
+    except ValueError:
+        raise ConfigError(
+            f"config key {prefix}min_event_ts = {section.min_event_ts!r}: use an ISO-8601 time"
+        ) from None
+
+
+_SECTION_CHECKS: dict[type, Any] = {
+    SparkSettings: _check_spark,
+    ServingSettings: _check_serving,
+    KafkaSettings: _check_kafka,
+    FeatureSettings: _check_features,
+    QualitySettings: _check_quality,
+}
 
 
 def parse_hours(text: str, key: str = "peak_hours") -> frozenset[int]:

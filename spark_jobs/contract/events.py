@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from spark_jobs.common import names
+from spark_jobs.common.config import Config, IngestSettings
 
 SCHEMA_VERSION = 1
 SUPPORTED_SCHEMA_VERSIONS = frozenset({1})
@@ -85,13 +86,28 @@ CONTEXT_FIELDS: tuple[FieldSpec, ...] = (
 )
 
 
+_INGEST_DEFAULTS = IngestSettings()
+
+
 @dataclass(frozen=True)
 class Limits:
-    """Bounds from configuration (``IngestSettings``) that the contract leaves to operators."""
+    """Bounds the contract leaves to operators: ``ingest`` settings of the config, one source.
 
-    max_event_bytes: int = 16_384
-    max_id_length: int = 128
-    max_future_skew_ms: int = 24 * 3600 * 1000
+    The defaults are ``IngestSettings``' own; a deployment's come from ``Limits.from_config``.
+    """
+
+    max_event_bytes: int = _INGEST_DEFAULTS.max_event_bytes
+    max_id_length: int = _INGEST_DEFAULTS.max_id_length
+    max_future_skew_ms: int = int(_INGEST_DEFAULTS.max_future_skew_hours * 3600 * 1000)
+
+    @classmethod
+    def from_config(cls, config: Config) -> Limits:
+        """The limits an operator configured for this deployment (validator and producers)."""
+        return cls(
+            max_event_bytes=config.ingest.max_event_bytes,
+            max_id_length=config.ingest.max_id_length,
+            max_future_skew_ms=int(config.ingest.max_future_skew_hours * 3600 * 1000),
+        )
 
 
 def validate_event(

@@ -15,7 +15,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from spark_jobs.common import names
-from spark_jobs.common.errors import DataFrameMissingColumnError
+from spark_jobs.common.errors import require_columns
 from spark_jobs.contract.events import CLICK_EVENT_TYPES, VIEW_EVENT_TYPES
 
 BUCKET = "bucket"
@@ -29,15 +29,9 @@ NDCG = "ndcg"
 LISTS = "lists"
 
 
-def _require(df: DataFrame, columns: tuple[str, ...], where: str) -> None:
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        raise DataFrameMissingColumnError(f"{where}: missing column(s) {missing}; got {df.columns}")
-
-
 def in_window(df: DataFrame, column: str, start: datetime, end: datetime) -> DataFrame:
     """Rows with ``start <= column < end`` (half-open, so adjacent windows never share a row)."""
-    _require(df, (column,), "in_window")
+    require_columns(df, (column,), "in_window")
     return df.where((F.col(column) >= F.lit(start)) & (F.col(column) < F.lit(end)))
 
 
@@ -46,20 +40,20 @@ def _counts(df: DataFrame, bucket: Column) -> DataFrame:
 
 
 def event_type_counts(events: DataFrame) -> DataFrame:
-    _require(events, (names.EVENT_TYPE,), "event_type_counts")
+    require_columns(events, (names.EVENT_TYPE,), "event_type_counts")
     return _counts(events, F.col(names.EVENT_TYPE))
 
 
 def item_counts(events: DataFrame) -> DataFrame:
     """Events per item (the popularity distribution; the tail is folded later)."""
-    _require(events, (names.ITEM_ID,), "item_counts")
+    require_columns(events, (names.ITEM_ID,), "item_counts")
     return _counts(events, F.col(names.ITEM_ID))
 
 
 def category_counts(events: DataFrame, items: DataFrame) -> DataFrame:
     """Events per category of the item (an item in k categories counts once in each)."""
-    _require(events, (names.ITEM_ID,), "category_counts")
-    _require(items, (names.ITEM_ID, "categories"), "category_counts(items)")
+    require_columns(events, (names.ITEM_ID,), "category_counts")
+    require_columns(items, (names.ITEM_ID, "categories"), "category_counts(items)")
     exploded = items.select(names.ITEM_ID, F.explode_outer("categories").alias("_category"))
     joined = events.select(names.ITEM_ID).join(exploded, names.ITEM_ID, "left")
     return _counts(joined, F.coalesce(F.col("_category"), F.lit("__unknown__")))
@@ -76,14 +70,14 @@ def activity_bucket(n_events: Column) -> Column:
 
 def user_activity_counts(events: DataFrame) -> DataFrame:
     """Users per activity bucket: is the mix of light and heavy users shifting?"""
-    _require(events, (names.USER_ID,), "user_activity_counts")
+    require_columns(events, (names.USER_ID,), "user_activity_counts")
     per_user = events.groupBy(names.USER_ID).agg(F.count(F.lit(1)).alias("_events"))
     return _counts(per_user, activity_bucket(F.col("_events")))
 
 
 def score_bucket_counts(scores: DataFrame, edges: list[float], column: str = "score") -> DataFrame:
     """Rows per score bucket ``b00``.. for the inner ``edges`` (same labels as ``metrics.bucketise``)."""
-    _require(scores, (column,), "score_bucket_counts")
+    require_columns(scores, (column,), "score_bucket_counts")
     index = sum((F.col(column) >= F.lit(e)).cast("int") for e in edges) if edges else F.lit(0)
     label = F.format_string("b%02d", index)
     return _counts(scores.where(F.col(column).isNotNull()), label)
@@ -95,8 +89,8 @@ def click_through(events: DataFrame, served: DataFrame) -> DataFrame:
     An event counts when its item had been served to its user before it (at or after the pair's
     first ``generated_at``): what the user did *with* a recommendation, not before it existed.
     """
-    _require(events, (names.USER_ID, names.ITEM_ID, names.EVENT_TYPE, names.EVENT_TS), "click_through")
-    _require(served, (names.USER_ID, names.ITEM_ID, names.GENERATED_AT), "click_through(served)")
+    require_columns(events, (names.USER_ID, names.ITEM_ID, names.EVENT_TYPE, names.EVENT_TS), "click_through")
+    require_columns(served, (names.USER_ID, names.ITEM_ID, names.GENERATED_AT), "click_through(served)")
     pairs = served.groupBy(names.USER_ID, names.ITEM_ID).agg(F.min(names.GENERATED_AT).alias("_first_served"))
     hits = events.join(pairs, [names.USER_ID, names.ITEM_ID], "inner").where(
         F.col(names.EVENT_TS) >= F.col("_first_served")
@@ -109,7 +103,7 @@ def click_through(events: DataFrame, served: DataFrame) -> DataFrame:
 
 def positive_events(events: DataFrame, min_rating: float = POSITIVE_RATING) -> DataFrame:
     """Events that say the user liked the item: a click, like or purchase, or a rating >= ``min_rating``."""
-    _require(events, (names.EVENT_TYPE, names.VALUE), "positive_events")
+    require_columns(events, (names.EVENT_TYPE, names.VALUE), "positive_events")
     rated = (F.col(names.EVENT_TYPE) == RATING_TYPE) & (F.col(names.VALUE) >= F.lit(min_rating))
     return events.where(F.col(names.EVENT_TYPE).isin(*CLICK_EVENT_TYPES) | rated)
 
@@ -127,8 +121,10 @@ def list_ndcg(
     are left out, as users without test items are in offline evaluation.
     Returns ``(user_id, generated_at, ndcg)``.
     """
-    _require(served, (names.USER_ID, names.ITEM_ID, names.RANK, names.GENERATED_AT), "list_ndcg(served)")
-    _require(events, (names.USER_ID, names.ITEM_ID, names.EVENT_TS), "list_ndcg")
+    require_columns(
+        served, (names.USER_ID, names.ITEM_ID, names.RANK, names.GENERATED_AT), "list_ndcg(served)"
+    )
+    require_columns(events, (names.USER_ID, names.ITEM_ID, names.EVENT_TS), "list_ndcg")
     key = [names.USER_ID, names.GENERATED_AT]
     lists = served.where(F.col(names.RANK) <= k).select(*key, names.RANK, names.ITEM_ID)
     liked = positive_events(events, min_rating).select(
@@ -160,7 +156,7 @@ def list_ndcg(
 
 def mean_ndcg(per_list: DataFrame) -> DataFrame:
     """One row ``(lists, ndcg)``: how many lists had relevant items, and their mean nDCG (null if none)."""
-    _require(per_list, (NDCG,), "mean_ndcg")
+    require_columns(per_list, (NDCG,), "mean_ndcg")
     return per_list.agg(F.count(F.lit(1)).alias(LISTS), F.avg(NDCG).alias(NDCG))
 
 

@@ -21,11 +21,10 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import types as T
 
 from spark_jobs.common import names
-from spark_jobs.common.config import Config
+from spark_jobs.common.config import Config, DriftSettings
 from spark_jobs.common.delta import ensure_table
 from spark_jobs.drift import distributions as D
 from spark_jobs.drift import metrics as M
-from spark_jobs.drift.settings import DriftSettings
 
 STATUS_OK, STATUS_DRIFTED, STATUS_SKIPPED = "ok", "drifted", "skipped"
 GENERATED_AT = names.GENERATED_AT
@@ -139,7 +138,7 @@ def run_drift(
     plot_dir: Path | None = None,
 ) -> DriftReport:
     """Compare the windows on every distribution, MERGE the rows, save the plots."""
-    settings = settings or DriftSettings.from_env()
+    settings = settings or config.drift
     windows = windows or default_windows(at, settings, champion_reference_window(config))
     plot_dir = plot_dir if plot_dir is not None else default_plot_dir(config, run_id)
     events = _table(spark, config, names.EVENTS)

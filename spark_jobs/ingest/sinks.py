@@ -87,7 +87,7 @@ def land_validated(
     once the validated batch is cached. A side with no rows writes nothing: the same batch always
     has the same rows, so a replay decides the same way, and most batches have nothing to
     quarantine (a Delta commit saved per micro-batch)."""
-    validated = validate_records(records, limits_from(config)).persist()
+    validated = validate_records(records, Limits.from_config(config)).persist()
     try:
         valid = F.size(REASONS) == 0
         summary = validated.agg(  # one pass over the batch, which also fills the cache
@@ -133,13 +133,4 @@ def merge_new_events(spark: SparkSession, config: Config, events: DataFrame, ear
         )
         .whenNotMatchedInsertAll()
         .execute()
-    )
-
-
-def limits_from(config: Config) -> Limits:
-    """The contract limits an operator configured for this deployment."""
-    return Limits(
-        max_event_bytes=config.ingest.max_event_bytes,
-        max_id_length=config.ingest.max_id_length,
-        max_future_skew_ms=int(config.ingest.max_future_skew_hours * 3600 * 1000),
     )

@@ -14,16 +14,10 @@ from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from spark_jobs.common import names
-from spark_jobs.common.errors import DataFrameMissingColumnError
+from spark_jobs.common.errors import require_columns
 
 RANK = "rank"
 SCORE = "score"
-
-
-def _require(df: DataFrame, columns: tuple[str, ...], where: str) -> None:
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        raise DataFrameMissingColumnError(f"{where}: missing column(s) {missing}; got {df.columns}")
 
 
 def silver_window(events: DataFrame, checked_at: datetime, window: timedelta) -> DataFrame:
@@ -32,7 +26,7 @@ def silver_window(events: DataFrame, checked_at: datetime, window: timedelta) ->
     Arrival time, not event time: a quality gate judges what the last runs wrote, and replayed
     history (MovieLens from 1998) arrives now with old event times.
     """
-    _require(events, (names.INGEST_TS,), "silver_window")
+    require_columns(events, (names.INGEST_TS,), "silver_window")
     start = checked_at - window
     return events.where(
         (F.col(names.INGEST_TS) > F.lit(start)) & (F.col(names.INGEST_TS) <= F.lit(checked_at))
@@ -46,11 +40,11 @@ def recommendation_checks(recommendations: DataFrame, items: DataFrame | None) -
     no gap or repeat), ``duplicate_items``, ``scores_sorted`` (non-increasing by rank),
     ``null_items`` and ``unknown_items`` (items not in ``recsys.items``; 0 when ``items`` is None).
     """
-    _require(recommendations, (names.USER_ID, RANK, names.ITEM_ID, SCORE), "recommendation_checks")
+    require_columns(recommendations, (names.USER_ID, RANK, names.ITEM_ID, SCORE), "recommendation_checks")
     by_rank = Window.partitionBy(names.USER_ID).orderBy(RANK)
     recs = recommendations.withColumn("_next_score", F.lead(SCORE).over(by_rank))
     if items is not None:
-        _require(items, (names.ITEM_ID,), "recommendation_checks(items)")
+        require_columns(items, (names.ITEM_ID,), "recommendation_checks(items)")
         known = items.select(names.ITEM_ID).distinct().withColumn("_known", F.lit(True))
         recs = recs.join(known, names.ITEM_ID, "left")
     else:

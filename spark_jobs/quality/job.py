@@ -8,9 +8,7 @@ MERGEd, so a retried task overwrites its own rows instead of adding more.
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,13 +16,12 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import types as T
 
 from spark_jobs.common import names
-from spark_jobs.common.config import Config
+from spark_jobs.common.config import Config, QualitySettings
 from spark_jobs.common.delta import ensure_table
 from spark_jobs.common.errors import ConfigError, RecsysError
-from spark_jobs.drift.settings import settings_from_env
 from spark_jobs.quality import frames
 from spark_jobs.quality.gx_runner import SuiteOutcome, gx_context, run_suite
-from spark_jobs.quality.suites import SuiteDefinition, load_suites
+from spark_jobs.quality.suites import SuiteDefinition, expectations_dir, load_suites
 
 QUALITY_RESULTS_SCHEMA = T.StructType(
     [
@@ -46,33 +43,13 @@ class QualitySuiteFailedError(RecsysError):
     exit_code = 4
 
 
-@dataclass(frozen=True)
-class QualitySettings:
-    """Thresholds of the suites' parameters; env overrides ``RECSYSQUALITY_<FIELD>``.
-
-    ``window_hours``: how far back (by arrival) the silver suite looks; ``top_n``: ranks per user
-    in the serving table; ``min_event_ts``: the earliest plausible event time (MovieLens starts
-    in 1997); future skew comes from ``config.ingest.max_future_skew_hours``.
-    """
-
-    window_hours: float = 24.0
-    top_n: int = 10
-    min_event_ts: str = "1995-01-01T00:00:00+00:00"
-    min_training_users: int = 2
-    min_training_items: int = 2
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> QualitySettings:
-        return settings_from_env(cls, "RECSYSQUALITY_", os.environ if environ is None else environ)
-
-
 def suite_parameters(settings: QualitySettings, config: Config, checked_at: datetime) -> dict[str, Any]:
     """Values of the ``$PARAMETER`` placeholders in the suite files, for a run at ``checked_at``."""
     naive = _naive_utc(checked_at)
     return {
         "min_event_ts": _naive_utc(datetime.fromisoformat(settings.min_event_ts)),
         "max_event_ts": naive + timedelta(hours=config.ingest.max_future_skew_hours),
-        "top_n": settings.top_n,
+        "top_n": config.serving.top_n,
         "min_training_users": settings.min_training_users,
         "min_training_items": settings.min_training_items,
     }
@@ -116,8 +93,8 @@ def run_quality(
     settings: QualitySettings | None = None,
 ) -> list[SuiteOutcome]:
     """Run ``suites`` (default: every file in ``expectations/``) and MERGE their results."""
-    settings = settings or QualitySettings.from_env()
-    suites = load_suites() if suites is None else suites
+    settings = settings or config.quality
+    suites = load_suites(expectations_dir(config)) if suites is None else suites
     parameters = suite_parameters(settings, config, checked_at)
     context = gx_context(config.lakehouse_root)
     outcomes = []

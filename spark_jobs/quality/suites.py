@@ -10,16 +10,15 @@ Kwargs may refer to run parameters as ``{"$PARAMETER": "top_n"}`` (GX suite para
 from __future__ import annotations
 
 import json
-import os
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from spark_jobs.common.config import project_root
+from spark_jobs.common.config import Config, project_root
 from spark_jobs.common.errors import ConfigError
 
-EXPECTATIONS_ENV = "RECSYSQUALITY_EXPECTATIONS_DIR"
 DATASETS = ("silver_window", "training_interactions", "user_features", "recommendation_checks")
 
 
@@ -37,10 +36,15 @@ class SuiteDefinition:
         return tuple(e["meta"]["name"] for e in self.expectations)
 
 
-def expectations_dir() -> Path:
-    """``$RECSYSQUALITY_EXPECTATIONS_DIR`` or ``<project root>/expectations``."""
-    explicit = os.environ.get(EXPECTATIONS_ENV)
-    return Path(explicit) if explicit else project_root() / "expectations"
+def expectations_dir(config: Config | None = None) -> Path:
+    """``data.expectations_dir`` if set; else ``expectations/`` of the source tree, else the copy an
+    installed wheel ships in ``<prefix>/share/recsys-lakehouse/expectations`` (a Databricks job)."""
+    if config is not None and config.data.expectations_dir:
+        return Path(config.data.expectations_dir)
+    source_tree = project_root() / "expectations"
+    if source_tree.is_dir():
+        return source_tree
+    return Path(sys.prefix) / "share" / "recsys-lakehouse" / "expectations"
 
 
 def parse_suite(data: Mapping[str, Any], source: str = "<suite>") -> SuiteDefinition:
@@ -68,7 +72,9 @@ def load_suites(directory: Path | None = None, only: Sequence[str] | None = None
     """Every ``*.json`` suite in ``directory`` (sorted by name), or only those named in ``only``."""
     directory = directory or expectations_dir()
     if not directory.is_dir():
-        raise ConfigError(f"expectations folder {directory} does not exist", hint=f"set {EXPECTATIONS_ENV}")
+        raise ConfigError(
+            f"expectations folder {directory} does not exist", hint="set RECSYS_DATA__EXPECTATIONS_DIR"
+        )
     suites = []
     for path in sorted(directory.glob("*.json")):
         try:

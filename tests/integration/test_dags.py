@@ -235,7 +235,7 @@ def _lakehouse_env(airflow_env: dict[str, str], config: Config) -> dict[str, str
         "RECSYS_SPARK__SHUFFLE_PARTITIONS": "2",
         "RECSYS_SPARK__UI_ENABLED": "false",
         "RECSYS_SPARK__DRIVER_MEMORY": "1g",
-        "RECSYSDRIFT_MIN_EVENTS": "50",
+        "RECSYS_DRIFT__MIN_EVENTS": "50",
     }
 
 
@@ -307,6 +307,7 @@ def test_drift_monitor_stays_quiet_without_drift(
     assert [(r.run_id, r.suite, r.status) for r in quality.collect()] == [(run_id, "silver_events", "passed")]
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(1800)
 def test_drift_monitor_submits_its_spark_steps_to_the_local_spark_cluster(
     spark, fresh_lakehouse: Config, airflow_env: dict[str, str], tmp_path: Path
@@ -351,6 +352,7 @@ def test_drift_monitor_submits_its_spark_steps_to_the_local_spark_cluster(
     assert _drifted_metrics(spark, config, run_id) == set()
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(3000)  # four Spark applications in a row, then two tasks again
 def test_retrain_trains_promotes_and_refreshes_the_scores(
     spark, fresh_lakehouse: Config, airflow_env: dict[str, str], movielens_dir: Path

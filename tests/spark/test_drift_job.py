@@ -5,9 +5,8 @@ from __future__ import annotations
 import pytest
 
 from spark_jobs.common import names
-from spark_jobs.common.config import Config
+from spark_jobs.common.config import Config, DriftSettings
 from spark_jobs.drift.job import run_drift
-from spark_jobs.drift.settings import DriftSettings
 from tests.drift_scenarios import AT, write_scenario
 
 pytestmark = pytest.mark.spark

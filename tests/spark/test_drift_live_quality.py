@@ -100,8 +100,8 @@ def test_click_through_counts_only_events_after_the_item_was_served(served, even
 
 def test_drift_reads_live_quality_from_the_exposure_log(spark, fresh_lakehouse) -> None:
     from spark_jobs.common import names
+    from spark_jobs.common.config import DriftSettings
     from spark_jobs.drift.job import run_drift
-    from spark_jobs.drift.settings import DriftSettings
     from spark_jobs.serving.tables import LOG_SCHEMA, ensure_serving_tables
     from tests.drift_scenarios import AT, write_scenario
 

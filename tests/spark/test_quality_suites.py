@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
 from spark_jobs.common import names
-from spark_jobs.common.config import Config
+from spark_jobs.common.config import Config, QualitySettings
 from spark_jobs.common.delta import ensure_table
 from spark_jobs.contract.events import silver_schema
 from spark_jobs.ingest.tables import ensure_ingest_tables
@@ -19,7 +20,8 @@ pytestmark = pytest.mark.spark
 
 AT = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 ARRIVED = datetime(2026, 3, 2, 11, 0)
-SETTINGS = job.QualitySettings(top_n=3)
+SETTINGS = QualitySettings()
+TOP_N = 3  # the serving suite checks lists of serving.top_n ranks
 
 
 def _event(n: int, event_type: str = "click", user: str = "u1", **extra: object) -> tuple:
@@ -54,8 +56,12 @@ def _write_events(spark, config: Config, rows: list[tuple]) -> None:
     )
 
 
+def _short_lists(config: Config) -> Config:
+    return dataclasses.replace(config, serving=dataclasses.replace(config.serving, top_n=TOP_N))
+
+
 def _run(spark, config: Config, suite: str, run_id: str = "r1"):
-    (outcome,) = job.run_quality(spark, config, run_id, AT, load_suites(only=[suite]), SETTINGS)
+    (outcome,) = job.run_quality(spark, _short_lists(config), run_id, AT, load_suites(only=[suite]), SETTINGS)
     return outcome
 
 
@@ -118,7 +124,7 @@ def test_silver_suite_names_each_planted_problem(spark, fresh_lakehouse: Config)
 def test_empty_window_fails_and_missing_tables_are_skipped(spark, fresh_lakehouse: Config) -> None:
     config = fresh_lakehouse
     outcomes = job.run_quality(
-        spark, config, "r0", AT, load_suites(only=["serving", "user_features"]), SETTINGS
+        spark, _short_lists(config), "r0", AT, load_suites(only=["serving", "user_features"]), SETTINGS
     )
     assert [(o.suite, o.status) for o in outcomes] == [("serving", "skipped"), ("user_features", "skipped")]
 

@@ -6,9 +6,9 @@ import math
 
 import pytest
 
+from spark_jobs.common.config import load_config
 from spark_jobs.common.errors import ConfigError
 from spark_jobs.drift import metrics as M
-from spark_jobs.drift.settings import DriftSettings
 
 pytestmark = pytest.mark.unit
 
@@ -94,10 +94,13 @@ def test_relative_drop() -> None:
     assert M.relative_drop(0.0, 0.2) == 0.0
 
 
-def test_drift_settings_env_overrides_are_typed() -> None:
-    settings = DriftSettings.from_env({"RECSYSDRIFT_PSI_THRESHOLD": "0.25", "RECSYSDRIFT_MIN_EVENTS": "10"})
+def test_drift_settings_are_a_typed_config_section() -> None:
+    environ = {"RECSYS_DRIFT__PSI_THRESHOLD": "0.25", "RECSYS_DRIFT__MIN_EVENTS": "10"}
+    settings = load_config("local", environ=environ).drift
     assert (settings.psi_threshold, settings.min_events, settings.js_threshold) == (0.25, 10, 0.1)
-    with pytest.raises(ConfigError, match="RECSYSDRIFT_MIN_EVENTS"):
-        DriftSettings.from_env({"RECSYSDRIFT_MIN_EVENTS": "1.5"})
+    with pytest.raises(ConfigError, match=r"drift\.min_events"):
+        load_config("local", environ={"RECSYS_DRIFT__MIN_EVENTS": "1.5"})
     with pytest.raises(ConfigError, match="negative"):
-        DriftSettings.from_env({"RECSYSDRIFT_PSI_THRESHOLD": "-1"})
+        load_config("local", environ={"RECSYS_DRIFT__PSI_THRESHOLD": "-1"})
+    with pytest.raises(ConfigError, match="unknown config key"):
+        load_config("local", environ={"RECSYS_DRIFT__PSI": "0.3"})
