@@ -21,7 +21,14 @@ from spark_jobs.common.config import Config
 from spark_jobs.common.errors import UsageError
 from spark_jobs.evaluation.splits import PROTOCOLS, RANDOM
 from spark_jobs.training.als import DEFAULT_GRID, AlsParams
-from spark_jobs.training.columns import MODEL_HYBRID, MODEL_POPULARITY, MODELS, SEED, STRENGTH, USER_ID
+from spark_jobs.training.columns import (
+    SEED,
+    STRATEGIES,
+    STRATEGY_HYBRID,
+    STRATEGY_POPULARITY,
+    STRENGTH,
+    USER_ID,
+)
 from spark_jobs.training.offline_io import (
     exclude_owned,
     read_items,
@@ -52,7 +59,7 @@ def run_offline(
     train_path: str | Path,
     out_path: str | Path,
     k: int,
-    model: str = MODEL_HYBRID,
+    model: str = STRATEGY_HYBRID,
     items_path: str | Path | None = None,
     carve: str = RANDOM,
     seed: int = SEED,
@@ -67,8 +74,8 @@ def run_offline(
     """
     if not 1 <= k <= MAX_K:
         raise UsageError(f"--k must be between 1 and {MAX_K}, got {k}")
-    if model not in MODELS:
-        raise UsageError(f"--model must be one of {', '.join(MODELS)}, got {model!r}")
+    if model not in STRATEGIES:
+        raise UsageError(f"--model must be one of {', '.join(STRATEGIES)}, got {model!r}")
     if carve not in PROTOCOLS:
         raise UsageError(f"--carve must be one of {', '.join(PROTOCOLS)}, got {carve!r}")
     started = time.perf_counter()
@@ -134,11 +141,11 @@ def _train(
     console.step("starting Spark")
     spark = training_session(config, app_name="recsys-offline")
     positive = interactions.loc[interactions[STRENGTH] > 0]
-    if model == MODEL_POPULARITY or positive.empty or positive[USER_ID].nunique() < MIN_USERS_FOR_ALS:
+    if model == STRATEGY_POPULARITY or positive.empty or positive[USER_ID].nunique() < MIN_USERS_FOR_ALS:
         # Nothing positive to count: every item scores 0 and ties fall back to catalog order.
         counted = interactions.assign(**{STRENGTH: 1.0}) if positive.empty else interactions
         base = popularity_on_spark(pairs_from_pandas(spark, counted), items)
-        if model != MODEL_POPULARITY:
+        if model != STRATEGY_POPULARITY:
             base.notes.append(
                 f"fewer than {MIN_USERS_FOR_ALS} users with positive interactions: popularity fallback"
             )
@@ -148,7 +155,7 @@ def _train(
         grid=grid or DEFAULT_GRID,
         carve=carve,
         seed=seed,
-        train_ranker=model == MODEL_HYBRID,
+        train_ranker=model == STRATEGY_HYBRID,
         checkpoint_dir=checkpoint_dir(config),
     )
     return train_on_spark(pairs_from_pandas(spark, interactions), items, settings=settings)
@@ -191,8 +198,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", required=True, metavar="FILE", help="output CSV user_id,rank,item_id,score")
     parser.add_argument(
         "--model",
-        default=MODEL_HYBRID,
-        choices=MODELS,
+        default=STRATEGY_HYBRID,
+        choices=STRATEGIES,
         help="popularity, als, or hybrid (ALS candidates + XGBoost ranker; default)",
     )
     parser.add_argument(

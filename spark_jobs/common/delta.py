@@ -74,6 +74,15 @@ def query_id(spark: SparkSession, checkpoint: str) -> str:
         stream.close()
 
 
+def batch_compaction_conf() -> dict[str, str]:
+    """Session settings for compaction: batch jobs let Delta compact after their writes.
+
+    This module owns compaction: streaming sinks turn it off per micro-batch
+    (``streaming_session``) and compact on their own schedule (``compact_every``).
+    """
+    return {AUTO_COMPACT_CONF: "true"}
+
+
 def streaming_session(batch: DataFrame) -> SparkSession:
     """The micro-batch's session, with Delta's auto compaction off for its writes.
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
 
 class RecsysError(Exception):
     """An error a user can act on: ``str(err)`` says what went wrong, ``hint`` what to do."""
@@ -41,3 +44,13 @@ class DataFrameMissingColumnError(RecsysError):
     """A DataFrame handed to a transform lacks columns the transform needs."""
 
     exit_code = 2
+
+
+def require_columns(df: Any, columns: Iterable[str], where: str) -> None:
+    """Fail fast, naming what is missing, before Spark (or pandas) gives a less helpful error.
+
+    ``df`` is a Spark or a pandas DataFrame: both list their ``columns``.
+    """
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise DataFrameMissingColumnError(f"{where}: missing column(s) {missing}; got {list(df.columns)}")

@@ -13,12 +13,14 @@ import dataclasses
 import os
 import shutil
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from spark_jobs.common import names
 from spark_jobs.common.config import Config
+from spark_jobs.common.delta import batch_compaction_conf
 from spark_jobs.common.errors import JavaNotFoundError, StackError
 from spark_jobs.sql.views import register_views
 from spark_jobs.stack.ports import accepts_connections
@@ -58,8 +60,8 @@ def session_conf(config: Config) -> dict[str, str]:
         "spark.sql.session.timeZone": "UTC",
         "spark.sql.shuffle.partitions": str(config.spark.shuffle_partitions),
         "spark.sql.streaming.forceDeleteTempCheckpointLocation": "true",
-        "spark.databricks.delta.autoCompact.enabled": "true",
     }
+    conf.update(batch_compaction_conf())
     if config.spark.master:
         conf.update(
             {
@@ -213,3 +215,20 @@ def _delta_table_exists(path: str) -> bool:
     if "://" in path or path.startswith("dbfs:"):
         return True  # remote roots are registered by the platform's metastore
     return (Path(path) / "_delta_log").is_dir()
+
+
+@contextmanager
+def temporary_conf(spark: SparkSession, settings: Mapping[str, str]) -> Iterator[None]:
+    """Session confs for one operation (a query's start, a VACUUM); what was there before
+    (or nothing) comes back after it, so one job's settings never leak into the next."""
+    previous = {key: spark.conf.get(key, None) for key in settings}
+    for key, value in settings.items():
+        spark.conf.set(key, value)
+    try:
+        yield
+    finally:
+        for key, value in previous.items():
+            if value is None:
+                spark.conf.unset(key)
+            else:
+                spark.conf.set(key, value)

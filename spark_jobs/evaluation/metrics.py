@@ -23,17 +23,10 @@ from collections.abc import Iterable, Mapping
 import numpy as np
 import pandas as pd
 
-from spark_jobs.common.errors import DataFrameMissingColumnError
+from spark_jobs.common.errors import require_columns
 from spark_jobs.training.columns import DEFAULT_K, ITEM_ID, RANK, SCORE, USER_ID
 
 METRIC_NAMES = ("ndcg", "precision", "recall", "map")
-
-
-def require_columns(df: pd.DataFrame, columns: Iterable[str], what: str) -> None:
-    """Fail fast, naming the missing columns, before any computation starts."""
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        raise DataFrameMissingColumnError(f"{what} lacks column(s) {missing}; it has {list(df.columns)}")
 
 
 def with_rank(recommendations: pd.DataFrame) -> pd.DataFrame:

@@ -66,7 +66,7 @@ def evaluate_split(
     data (MovieLens, a user's CSV); training and scoring themselves run on Spark.
     """
     from spark_jobs.features.user_side import user_side_features
-    from spark_jobs.training.columns import MODELS
+    from spark_jobs.training.columns import STRATEGIES
     from spark_jobs.training.trainer import train_on_spark
 
     side = None
@@ -77,7 +77,8 @@ def evaluate_split(
     train_s = time.perf_counter() - started
     truth = test.loc[test[STRENGTH] > 0] if STRENGTH in test.columns else test
     truth_df = pairs_from_pandas(spark, truth[[USER_ID, ITEM_ID]])
-    table, curve = model.evaluate(truth_df, settings.k, models or MODELS, CURVE_KS, item_categories(items))
+    categories = item_categories(items)
+    table, curve = model.evaluate(truth_df, settings.k, models or STRATEGIES, CURVE_KS, categories)
     table["train_s"] = train_s
     return table, model, curve
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from spark_jobs.evaluation.metrics import require_columns
+from spark_jobs.common.errors import require_columns
 from spark_jobs.training.columns import SEED, TIMESTAMP, USER_ID
 
 if TYPE_CHECKING:

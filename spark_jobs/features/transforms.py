@@ -32,6 +32,7 @@ from pyspark.sql import functions as F
 
 from spark_jobs.common import names
 from spark_jobs.common.config import FeatureSettings
+from spark_jobs.common.errors import require_columns
 from spark_jobs.contract.events import CLICK_EVENT_TYPES, NEGATIVE_EVENT_TYPES, VIEW_EVENT_TYPES
 from spark_jobs.features.columns import (
     BATCH_SESSIONS,
@@ -64,7 +65,6 @@ from spark_jobs.features.columns import (
     USERS_SKETCH,
     VIEWS,
 )
-from spark_jobs.ingest.transforms import require_columns
 
 USER_EVENT_COLUMNS = (
     names.USER_ID,

@@ -11,7 +11,7 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from spark_jobs.common import names
-from spark_jobs.common.errors import DataFrameMissingColumnError
+from spark_jobs.common.errors import require_columns
 from spark_jobs.contract.events import REASON_SEPARATOR, silver_schema
 from spark_jobs.ingest.validate import RAW, REASONS
 
@@ -36,22 +36,13 @@ QUARANTINE_COLUMNS = (
 )
 
 
-def require_columns(df: DataFrame, columns: tuple[str, ...] | list[str], where: str) -> None:
-    """Fail fast, naming what is missing, before Spark produces a less helpful analysis error."""
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        raise DataFrameMissingColumnError(f"{where}: missing column(s) {missing}; got {df.columns}")
-
-
 def to_bronze(kafka_rows: DataFrame, ingest_ts: Column) -> DataFrame:
     """Kafka records as strings plus their coordinates; nothing is parsed or dropped here.
 
     Bytes that are not UTF-8 are decoded with replacement characters and then fail JSON
     parsing downstream, so they still reach quarantine.
     """
-    require_columns(
-        kafka_rows, ("key", "value", "topic", "partition", "offset", "timestamp"), "to_bronze"
-    )
+    require_columns(kafka_rows, ("key", "value", "topic", "partition", "offset", "timestamp"), "to_bronze")
     return kafka_rows.select(
         F.col("key").cast("string").alias(names.KAFKA_KEY),
         F.col("value").cast("string").alias(names.KAFKA_VALUE),
@@ -72,9 +63,7 @@ def to_silver(validated: DataFrame) -> DataFrame:
     require_columns(
         validated, (REASONS, names.EVENT_ID, names.KAFKA_PARTITION, names.KAFKA_OFFSET), "to_silver"
     )
-    first_copy = Window.partitionBy(names.EVENT_ID).orderBy(
-        names.KAFKA_PARTITION, names.KAFKA_OFFSET
-    )
+    first_copy = Window.partitionBy(names.EVENT_ID).orderBy(names.KAFKA_PARTITION, names.KAFKA_OFFSET)
     columns = [f.name for f in silver_schema().fields]
     return (
         validated.where(F.size(REASONS) == 0)

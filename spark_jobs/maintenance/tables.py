@@ -16,8 +16,7 @@ one is *failed* and the others still run. Both operations are idempotent.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 
@@ -26,6 +25,7 @@ from pyspark.sql import SparkSession
 from spark_jobs.common import names
 from spark_jobs.common.config import Config
 from spark_jobs.common.errors import UsageError
+from spark_jobs.common.spark import temporary_conf
 from spark_jobs.privacy.erasure import LISTING_PARALLELISM_CONF, RETENTION_CHECK_CONF
 
 SAFE_RETENTION_HOURS = 168.0  # Delta's default retention: 7 days
@@ -129,7 +129,7 @@ def vacuum_table(
     conf = {LISTING_PARALLELISM_CONF: listing}
     if retain_hours < SAFE_RETENTION_HOURS:
         conf[RETENTION_CHECK_CONF] = "false"  # forced: check_retention let it through
-    with _session_conf(spark, conf):
+    with temporary_conf(spark, conf):
         if dry_run:
             files = spark.sql(f"VACUUM delta.`{path}` RETAIN {retain_hours:g} HOURS DRY RUN").count()
             return DRY_RUN, f"would delete {files} files (retain {retain_hours:g} h)"
@@ -147,22 +147,6 @@ def _deleted_files(spark: SparkSession, path: str) -> str:
         if row["operation"] == "VACUUM END":
             return str((row["operationMetrics"] or {}).get("numDeletedFiles", "?"))
     return "?"
-
-
-@contextmanager
-def _session_conf(spark: SparkSession, settings: dict[str, str]) -> Iterator[None]:
-    """Set session confs for one operation and restore what was there before (or unset)."""
-    previous = {key: spark.conf.get(key, None) for key in settings}
-    for key, value in settings.items():
-        spark.conf.set(key, value)
-    try:
-        yield
-    finally:
-        for key, value in previous.items():
-            if value is None:
-                spark.conf.unset(key)
-            else:
-                spark.conf.set(key, value)
 
 
 def _first_line(err: Exception) -> str:

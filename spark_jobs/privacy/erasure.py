@@ -36,8 +36,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import reduce
@@ -49,6 +48,7 @@ from pyspark.sql import types as T
 from spark_jobs.common import names
 from spark_jobs.common.config import Config
 from spark_jobs.common.errors import UsageError
+from spark_jobs.common.spark import temporary_conf
 from spark_jobs.privacy import tables as pt
 
 RETENTION_CHECK_CONF = "spark.databricks.delta.retentionDurationCheck.enabled"
@@ -249,24 +249,8 @@ def purge_and_vacuum(spark: SparkSession, path: str) -> None:
     # Retention 0 is refused unless the check is off. VACUUM lists the table's files with the
     # partition-discovery parallelism (10,000 by default); bounded to the cores available.
     listing = str(max(2, spark.sparkContext.defaultParallelism))
-    with _session_conf(spark, {RETENTION_CHECK_CONF: "false", LISTING_PARALLELISM_CONF: listing}):
+    with temporary_conf(spark, {RETENTION_CHECK_CONF: "false", LISTING_PARALLELISM_CONF: listing}):
         DeltaTable.forPath(spark, path).vacuum(0.0)
-
-
-@contextmanager
-def _session_conf(spark: SparkSession, settings: dict[str, str]) -> Iterator[None]:
-    """Set session confs for one operation and restore what was there before (or unset)."""
-    previous = {key: spark.conf.get(key, None) for key in settings}
-    for key, value in settings.items():
-        spark.conf.set(key, value)
-    try:
-        yield
-    finally:
-        for key, value in previous.items():
-            if value is None:
-                spark.conf.unset(key)
-            else:
-                spark.conf.set(key, value)
 
 
 def _write_audit(

@@ -43,6 +43,7 @@ from spark_jobs.common import names
 from spark_jobs.common.config import Config
 from spark_jobs.common.delta import compact_every, query_id, streaming_session
 from spark_jobs.common.errors import RecsysError
+from spark_jobs.common.spark import temporary_conf
 from spark_jobs.serving.distributed import HAS_PROFILE, PROFILE_COUNTRY, BatchRequest, Counters, score_states
 from spark_jobs.serving.models import ModelStore
 from spark_jobs.serving.sinks import write_lists
@@ -549,17 +550,8 @@ def start_stream(
     # recorded in the checkpoint; and no "no-data" batches, which the stateful step would
     # otherwise ask for after every batch, each one a pass of the sink with nothing to score.
     query_conf = {STATE_STORE_CONF: ROCKSDB_PROVIDER, NO_DATA_BATCHES_CONF: "false"}
-    previous = {key: spark.conf.get(key, None) for key in query_conf}
-    for key, value in query_conf.items():
-        spark.conf.set(key, value)
-    try:
+    with temporary_conf(spark, query_conf):
         return writer.start(), sink
-    finally:
-        for key, value in previous.items():
-            if value is None:
-                spark.conf.unset(key)
-            else:
-                spark.conf.set(key, value)
 
 
 def with_serving(config: Config, **changes: object) -> Config:

@@ -38,9 +38,8 @@ from spark_jobs.common.errors import BrokerUnavailableError, ConfigError, StackE
 from spark_jobs.common.spark import java_executable
 from spark_jobs.stack.ports import LOOPBACK, accepts_connections, port_is_free
 from spark_jobs.stack.processes import (
-    command_line,
+    PidFileService,
     locked,
-    pid_alive,
     read_pid,
     rotate,
     send_signal,
@@ -120,7 +119,7 @@ def render_server_properties(config: Config, data_dir: Path) -> str:
     return header + "".join(f"{key}={value}\n" for key, value in settings.items())
 
 
-class LocalKafka:
+class LocalKafka(PidFileService):
     """Start, stop and inspect the local broker described by ``config`` (local profile).
 
     ``progress`` receives one line per stage (``console.step`` in the CLI); tests leave it silent.
@@ -378,32 +377,8 @@ class LocalKafka:
 
     # -- processes ---------------------------------------------------------------------------
 
-    def _running_pid(self) -> int | None:
-        """The pid in the pid file if that process is alive and is this root's broker."""
-        pid = read_pid(self.pid_file)
-        if pid is None or self._exit_code(pid) is not None:
-            return None
-        command = command_line(pid)
-        if command is None or "kafka.Kafka" not in command or str(self.properties) not in command:
-            return None
-        return pid
-
-    def _exit_code(self, pid: int | None = None) -> int | None:
-        """Exit code of our child (or -1 for a dead non-child), None while it runs."""
-        proc = self._proc
-        if proc is not None and (pid is None or proc.pid == pid):
-            return proc.poll()
-        if pid is None:
-            pid = read_pid(self.pid_file)
-        return -1 if pid is None or not pid_alive(pid) else None
-
-    def _wait_exit(self, pid: int, timeout_s: float) -> bool:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self._exit_code(pid) is not None:
-                return True
-            time.sleep(POLL_S / 2)
-        return self._exit_code(pid) is not None
+    def _owns(self, command: str) -> bool:
+        return "kafka.Kafka" in command and str(self.properties) in command
 
     def _clear_stale_pid_file(self) -> None:
         pid = read_pid(self.pid_file)

@@ -133,3 +133,39 @@ def _read_end(handle: IO[bytes], max_bytes: int = 64_000) -> bytes:
     handle.seek(0, os.SEEK_END)
     handle.seek(max(handle.tell() - max_bytes, 0))
     return handle.read()
+
+
+class PidFileService:
+    """A detached service of the local stack whose pid is kept in ``pid_file``.
+
+    ``_proc`` is our ``Popen`` of it when this process started it (so its exit code is known and
+    it is reaped); subclasses say, by ``_owns``, which command line is theirs, so a pid reused by
+    an unrelated process is never taken for the service.
+    """
+
+    pid_file: Path
+    _proc: subprocess.Popen[bytes] | None = None
+    poll_s: float = 0.125
+
+    def _owns(self, command: str) -> bool:
+        raise NotImplementedError
+
+    def _running_pid(self) -> int | None:
+        """The pid in the pid file if that process is alive and is this service."""
+        pid = read_pid(self.pid_file)
+        if pid is None or self._exit_code(pid) is not None:
+            return None
+        command = command_line(pid)
+        return pid if command is not None and self._owns(command) else None
+
+    def _exit_code(self, pid: int | None = None) -> int | None:
+        """Exit code of our child (or -1 for a dead non-child), None while it runs."""
+        proc = self._proc
+        if proc is not None and (pid is None or proc.pid == pid):
+            return proc.poll()
+        if pid is None:
+            pid = read_pid(self.pid_file)
+        return -1 if pid is None or not pid_alive(pid) else None
+
+    def _wait_exit(self, pid: int, timeout_s: float) -> bool:
+        return wait_exit(pid, timeout_s, self._proc, self.poll_s)

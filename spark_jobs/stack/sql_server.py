@@ -31,10 +31,9 @@ from spark_jobs.common.spark import java_executable
 from spark_jobs.sql.thrift_server import HOST, MODULE, jdbc_url, sql_home, write_config
 from spark_jobs.stack.ports import LOOPBACK, accepts_connections, port_is_free
 from spark_jobs.stack.processes import (
-    command_line,
+    PidFileService,
+    kill_group,
     locked,
-    pid_alive,
-    read_pid,
     rotate,
     send_signal,
     tail_file,
@@ -57,7 +56,7 @@ class SqlServerStatus:
     log_file: Path
 
 
-class LocalSqlServer:
+class LocalSqlServer(PidFileService):
     """Start, stop and inspect the Thrift server of ``config``'s lakehouse (local profile).
 
     ``progress`` receives one line per stage (``console.step`` in the CLI); tests leave it silent.
@@ -119,7 +118,7 @@ class LocalSqlServer:
             send_signal(pid, signal.SIGTERM)
             if not self._wait_exit(pid, timeout_s):
                 self._progress(f"no clean shutdown within {timeout_s:.0f}s; killing pid {pid}")
-                self._kill_group(pid)
+                kill_group(pid)
                 if not self._wait_exit(pid, KILL_WAIT_S):
                     raise StackError(f"SQL server (pid {pid}) survived SIGKILL")
             self.pid_file.unlink(missing_ok=True)
@@ -165,7 +164,7 @@ class LocalSqlServer:
         if ours:
             pid = self._running_pid()
             if pid is not None:
-                self._kill_group(pid)
+                kill_group(pid)
                 self._wait_exit(pid, KILL_WAIT_S)
             self.pid_file.unlink(missing_ok=True)
         raise self._startup_error(f"SQL server did not answer within {timeout_s:.0f}s")
@@ -177,37 +176,5 @@ class LocalSqlServer:
             "(a slow machine may need a longer --sql-timeout)",
         )
 
-    def _running_pid(self) -> int | None:
-        """The pid in the pid file if that process is alive and is this root's server."""
-        pid = read_pid(self.pid_file)
-        if pid is None or self._exit_code(pid) is not None:
-            return None
-        command = command_line(pid)
-        if command is None or MODULE not in command or str(self.config_file) not in command:
-            return None
-        return pid
-
-    def _exit_code(self, pid: int | None = None) -> int | None:
-        """Exit code of our child (or -1 for a dead non-child), None while it runs."""
-        proc = self._proc
-        if proc is not None and (pid is None or proc.pid == pid):
-            return proc.poll()
-        if pid is None:
-            pid = read_pid(self.pid_file)
-        return -1 if pid is None or not pid_alive(pid) else None
-
-    def _wait_exit(self, pid: int, timeout_s: float) -> bool:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self._exit_code(pid) is not None:
-                return True
-            time.sleep(POLL_S / 2)
-        return self._exit_code(pid) is not None
-
-    @staticmethod
-    def _kill_group(pid: int) -> None:
-        """SIGKILL the server's process group (Python and its Spark JVM), else the process."""
-        try:
-            os.killpg(pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            send_signal(pid, signal.SIGKILL)
+    def _owns(self, command: str) -> bool:
+        return MODULE in command and str(self.config_file) in command

@@ -28,7 +28,9 @@ CATEGORIES = "categories"
 DEFAULT_K = 10
 SEED = 42
 
-MODEL_POPULARITY = "popularity"
-MODEL_ALS = "als"
-MODEL_HYBRID = "hybrid"
-MODELS = (MODEL_POPULARITY, MODEL_ALS, MODEL_HYBRID)
+# The recommenders compared offline (a column of the evaluation table). Not the registered
+# MLflow models: those are ``names.MODEL_ALS`` / ``names.MODEL_RANKER``.
+STRATEGY_POPULARITY = "popularity"
+STRATEGY_ALS = "als"
+STRATEGY_HYBRID = "hybrid"
+STRATEGIES = (STRATEGY_POPULARITY, STRATEGY_ALS, STRATEGY_HYBRID)

@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from spark_jobs.common import names
-from spark_jobs.common.errors import DataFrameMissingColumnError
+from spark_jobs.common.errors import require_columns
 from spark_jobs.training.columns import N_EVENTS, STRENGTH, TIMESTAMP
 
 if TYPE_CHECKING:
@@ -39,12 +39,6 @@ EVENT_WEIGHTS: Mapping[str, float] = {
     "skip": -0.5,
     "dislike": -2.0,
 }
-
-
-def _require(df: DataFrame, columns: tuple[str, ...], what: str) -> None:
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        raise DataFrameMissingColumnError(f"{what} needs column(s) {missing}; got {df.columns}")
 
 
 def event_weight(weights: Mapping[str, float] = EVENT_WEIGHTS) -> Column:
@@ -73,7 +67,9 @@ def event_weight(weights: Mapping[str, float] = EVENT_WEIGHTS) -> Column:
 
 def with_event_weight(df: DataFrame, weights: Mapping[str, float] = EVENT_WEIGHTS) -> DataFrame:
     """Add ``weight``: the event's confidence before time decay."""
-    _require(df, (names.EVENT_TYPE, names.DWELL_MS, names.SCROLL_DEPTH, names.VALUE), "with_event_weight")
+    require_columns(
+        df, (names.EVENT_TYPE, names.DWELL_MS, names.SCROLL_DEPTH, names.VALUE), "with_event_weight"
+    )
     return df.withColumn(WEIGHT, event_weight(weights))
 
 
@@ -84,7 +80,7 @@ def with_time_decay(
     reference count as age 0. ``half_life_days <= 0`` disables decay."""
     from pyspark.sql import functions as F
 
-    _require(df, (WEIGHT, names.EVENT_TS), "with_time_decay")
+    require_columns(df, (WEIGHT, names.EVENT_TS), "with_time_decay")
     if half_life_days <= 0:
         return df
     age_s = F.lit(reference_ts).cast("timestamp").cast("double") - F.col(names.EVENT_TS).cast("double")
@@ -97,7 +93,7 @@ def aggregate_interactions(df: DataFrame) -> DataFrame:
     (epoch seconds of the latest event), the frame ``train_recommender`` reads."""
     from pyspark.sql import functions as F
 
-    _require(df, (names.USER_ID, names.ITEM_ID, WEIGHT, names.EVENT_TS), "aggregate_interactions")
+    require_columns(df, (names.USER_ID, names.ITEM_ID, WEIGHT, names.EVENT_TS), "aggregate_interactions")
     return df.groupBy(names.USER_ID, names.ITEM_ID).agg(
         F.sum(WEIGHT).alias(STRENGTH),
         F.count(F.lit(1)).alias(N_EVENTS),
@@ -127,7 +123,7 @@ def user_context(events: DataFrame) -> DataFrame:
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    _require(events, (names.USER_ID, names.CONTEXT), "user_context")
+    require_columns(events, (names.USER_ID, names.CONTEXT), "user_context")
     ctx = events.select(
         names.USER_ID,
         F.col(f"{names.CONTEXT}.device").alias("device"),

@@ -26,7 +26,14 @@ from spark_jobs.evaluation.report import item_categories, plot_bars, plot_curves
 from spark_jobs.evaluation.splits import TEMPORAL, split_frame
 from spark_jobs.features.user_side import user_side_features
 from spark_jobs.registry.gate import GateDecision, apply_decision, decide, mark_challengers
-from spark_jobs.training.columns import CATEGORIES, ITEM_ID, MODEL_HYBRID, MODEL_POPULARITY, STRENGTH, USER_ID
+from spark_jobs.training.columns import (
+    CATEGORIES,
+    ITEM_ID,
+    STRATEGY_HYBRID,
+    STRATEGY_POPULARITY,
+    STRENGTH,
+    USER_ID,
+)
 from spark_jobs.training.interactions import DEFAULT_HALF_LIFE_DAYS, build_interactions, user_context
 from spark_jobs.training.pipeline import TrainSettings
 from spark_jobs.training.spark_model import SparkRecommender
@@ -218,7 +225,7 @@ def validate_step(model: SparkRecommender, holdout: Holdout, settings: TrainSett
     """Every model of the challenger on the holdout (per-user work on the executors)."""
     started = time.perf_counter()
     table, curve = model.evaluate(holdout.truth, settings.k, categories=holdout.categories)
-    served = model.resolve_model(MODEL_HYBRID)
+    served = model.resolve_model(STRATEGY_HYBRID)
     return Validation(table, curve, served, _headline(table, served), time.perf_counter() - started)
 
 
@@ -234,7 +241,7 @@ def _champion_metrics(
     if champion is None:
         return None, None
     table, _ = champion.evaluate(
-        holdout.truth, k, models=(champion.resolve_model(MODEL_HYBRID),), categories=holdout.categories
+        holdout.truth, k, models=(champion.resolve_model(STRATEGY_HYBRID),), categories=holdout.categories
     )
     return table, _headline(table, table["model"].iloc[0])
 
@@ -292,7 +299,7 @@ def register_step(
         )
     if names.MODEL_ALS in logged.versions:
         write_factors(spark, config, model, logged.versions[names.MODEL_ALS], inputs.reference_ts)
-    baseline = _headline(table, MODEL_POPULARITY)
+    baseline = _headline(table, STRATEGY_POPULARITY)
     decision = _gate(
         client, logged.run_id, logged.versions, validation.headline, champion_metrics, baseline, run_key
     )

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
-from spark_jobs.evaluation.metrics import require_columns
+from spark_jobs.common.errors import require_columns
 from spark_jobs.training.columns import ITEM_ID, STRENGTH, TIMESTAMP, USER_ID
 
 

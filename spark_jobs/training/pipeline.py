@@ -30,13 +30,13 @@ from spark_jobs.training.candidates import CandidateSources
 from spark_jobs.training.columns import (
     DEFAULT_K,
     ITEM_ID,
-    MODEL_ALS,
-    MODEL_HYBRID,
-    MODEL_POPULARITY,
-    MODELS,
     RANK,
     SCORE,
     SEED,
+    STRATEGIES,
+    STRATEGY_ALS,
+    STRATEGY_HYBRID,
+    STRATEGY_POPULARITY,
     USER_ID,
 )
 from spark_jobs.training.features import (
@@ -78,20 +78,20 @@ class TrainSettings:
 def available_models(has_als: bool, has_ranker: bool) -> tuple[str, ...]:
     """Popularity always; ALS with factors; the hybrid with factors and a ranker."""
     return (
-        MODEL_POPULARITY,
-        *((MODEL_ALS,) if has_als else ()),
-        *((MODEL_HYBRID,) if has_als and has_ranker else ()),
+        STRATEGY_POPULARITY,
+        *((STRATEGY_ALS,) if has_als else ()),
+        *((STRATEGY_HYBRID,) if has_als and has_ranker else ()),
     )
 
 
 def resolve_model(model: str, has_als: bool, has_ranker: bool) -> str:
     """The model that will actually answer a request for ``model``: hybrid -> ALS -> popularity."""
-    if model not in MODELS:
-        raise ValueError(f"unknown model {model!r}; use one of {MODELS}")
-    if model == MODEL_HYBRID and not has_ranker:
-        model = MODEL_ALS
-    if model == MODEL_ALS and not has_als:
-        model = MODEL_POPULARITY
+    if model not in STRATEGIES:
+        raise ValueError(f"unknown model {model!r}; use one of {STRATEGIES}")
+    if model == STRATEGY_HYBRID and not has_ranker:
+        model = STRATEGY_ALS
+    if model == STRATEGY_ALS and not has_als:
+        model = STRATEGY_POPULARITY
     return model
 
 
@@ -122,7 +122,7 @@ class TrainedRecommender:
         return resolve_model(model, self.factors is not None, self.ranker is not None)
 
     def recommend(
-        self, k: int = DEFAULT_K, model: str = MODEL_HYBRID, users: Sequence[str] | None = None
+        self, k: int = DEFAULT_K, model: str = STRATEGY_HYBRID, users: Sequence[str] | None = None
     ) -> pd.DataFrame:
         """Top-``k`` per user (``user_id, item_id, score, rank``), items the user has excluded.
 
@@ -133,7 +133,7 @@ class TrainedRecommender:
         known_index = self.matrix.user_index()
         known = [u for u in wanted if u in known_index]
         unknown = [u for u in wanted if u not in known_index]
-        if used == MODEL_HYBRID:
+        if used == STRATEGY_HYBRID:
             assert self.ranker is not None
             cands = build_candidates(
                 self.matrix,
@@ -148,7 +148,7 @@ class TrainedRecommender:
             short = _short_lists(recs, known, k)
             if short:
                 recs = _fill(recs, self._popularity(short, k), k)
-        elif used == MODEL_ALS:
+        elif used == STRATEGY_ALS:
             assert self.factors is not None
             recs = self._als(known, k)
         else:

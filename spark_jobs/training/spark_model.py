@@ -28,10 +28,10 @@ from spark_jobs.training.candidates import CandidateSources
 from spark_jobs.training.columns import (
     ITEM_ID,
     LABEL,
-    MODEL_HYBRID,
-    MODELS,
     RANK,
     SCORE,
+    STRATEGIES,
+    STRATEGY_HYBRID,
     USER_ID,
 )
 from spark_jobs.training.features import FEATURE_COLUMNS, build_candidates
@@ -234,7 +234,7 @@ class SparkRecommender:
     def _broadcast(self) -> Broadcast[ItemModel]:
         return self.pairs.sparkSession.sparkContext.broadcast(self.items)
 
-    def recommend(self, k: int, model: str = MODEL_HYBRID, users: DataFrame | None = None) -> DataFrame:
+    def recommend(self, k: int, model: str = STRATEGY_HYBRID, users: DataFrame | None = None) -> DataFrame:
         """Top-``k`` per user (``user_id, item_id, score, rank``), seen items excluded; users the
         model does not know get the popularity list."""
         work = _recommend_slice(self.resolve_model(model), k)
@@ -250,7 +250,7 @@ class SparkRecommender:
         self,
         truth: DataFrame,
         k: int,
-        models: Sequence[str] = MODELS,
+        models: Sequence[str] = STRATEGIES,
         ks: Sequence[int] = CURVE_KS,
         categories: dict[str, frozenset[str]] | None = None,
     ) -> tuple[pd.DataFrame, pd.DataFrame]:

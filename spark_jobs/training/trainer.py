@@ -30,7 +30,7 @@ from pyspark.sql import functions as F
 from spark_jobs.evaluation.splits import split_frame
 from spark_jobs.features.item_sources import item_sources, item_universe, pair_stats
 from spark_jobs.training.als import AlsParams, FrameFactors, fit_als_frame
-from spark_jobs.training.columns import ITEM_ID, LABEL, MODEL_ALS, STRENGTH, TIMESTAMP, USER_ID
+from spark_jobs.training.columns import ITEM_ID, LABEL, STRATEGY_ALS, STRENGTH, TIMESTAMP, USER_ID
 from spark_jobs.training.pipeline import (
     MIN_ITEMS_FOR_ALS,
     MIN_LABEL_USERS_FOR_RANKER,
@@ -185,7 +185,8 @@ def _search(
     rows, best, best_score = [], None, -1.0
     for params in settings.grid:
         factors = _fit_als(hist_model.pairs, hist_model.items.item_ids, params, settings)
-        table, _ = with_factors(hist_model, factors).evaluate(label, settings.k, (MODEL_ALS,), (settings.k,))
+        fitted = with_factors(hist_model, factors)
+        table, _ = fitted.evaluate(label, settings.k, (STRATEGY_ALS,), (settings.k,))
         ndcg = float(table["ndcg"].iloc[0])
         metrics = {f"val_{m}": float(table[m].iloc[0]) for m in ("ndcg", "precision", "recall", "map")}
         rows.append({**params.as_dict(), **metrics, "fit_s": factors.fit_seconds})
