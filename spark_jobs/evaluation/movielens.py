@@ -11,29 +11,8 @@ from pathlib import Path
 import pandas as pd
 
 from spark_jobs.common.errors import RecsysError
+from spark_jobs.produce.movielens import read_genres
 from spark_jobs.training.columns import CATEGORIES, ITEM_ID, RATING, STRENGTH, TIMESTAMP, TITLE, USER_ID
-
-GENRES = (
-    "unknown",
-    "Action",
-    "Adventure",
-    "Animation",
-    "Children's",
-    "Comedy",
-    "Crime",
-    "Documentary",
-    "Drama",
-    "Fantasy",
-    "Film-Noir",
-    "Horror",
-    "Musical",
-    "Mystery",
-    "Romance",
-    "Sci-Fi",
-    "Thriller",
-    "War",
-    "Western",
-)
 
 
 def _require(path: Path) -> Path:
@@ -54,21 +33,28 @@ def load_ratings(folder: str | Path) -> pd.DataFrame:
 
 
 def load_items(folder: str | Path) -> pd.DataFrame:
-    """``item_id, title, categories`` (genre names) from ``u.item``."""
-    cols = [ITEM_ID, TITLE, "release", "video_release", "url", *GENRES]
+    """``item_id, title, categories`` (genre names) from ``u.item``.
+
+    The genre names and their order come from ``u.genre``, read by the replay's own parser
+    (``spark_jobs.produce.movielens.read_genres``): one reading of the dataset's genres.
+    """
+    genres = read_genres(Path(folder))
+    cols = [ITEM_ID, TITLE, "release", "video_release", "url", *genres]
     raw = pd.read_csv(
         _require(Path(folder) / "u.item"), sep="|", names=cols, encoding="latin-1", dtype={ITEM_ID: str}
     )
-    flags = raw[list(GENRES)].to_numpy().astype(bool)
-    cats = [[g for g, on in zip(GENRES, row, strict=True) if on] for row in flags]
+    flags = raw[genres].to_numpy().astype(bool)
+    cats = [[g for g, on in zip(genres, row, strict=True) if on] for row in flags]
     return pd.DataFrame({ITEM_ID: raw[ITEM_ID], TITLE: raw[TITLE], CATEGORIES: cats})
 
 
 def load_users(folder: str | Path) -> pd.DataFrame:
-    """``user_id, age, gender, occupation`` from ``u.user``."""
+    """``user_id, age, gender, occupation`` from ``u.user``; the zip code is never read, as in
+    the replay (``spark_jobs.produce.movielens.read_users``)."""
     return pd.read_csv(
         _require(Path(folder) / "u.user"),
         sep="|",
         names=[USER_ID, "age", "gender", "occupation", "zip"],
+        usecols=[USER_ID, "age", "gender", "occupation"],
         dtype={USER_ID: str},
     )

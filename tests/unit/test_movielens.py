@@ -130,3 +130,14 @@ def test_malformed_lines_name_file_and_line(movielens_dir: Path, tmp_path: Path)
     (tmp_path / "u.data").write_text("1\t2\t3\n")
     with pytest.raises(RecsysError, match=r"u\.data:1: expected 4 fields, found 3"):
         movielens.read_ratings(tmp_path)
+
+
+def test_the_evaluation_frames_and_the_replay_read_the_same_genres_and_no_zip(movielens_dir: Path):
+    from spark_jobs.evaluation import movielens as frames
+
+    items = frames.load_items(movielens_dir)
+    replayed = {row["item_id"]: row["categories"] for row in movielens.read_items(movielens_dir)}
+    assert dict(zip(items["item_id"], items["categories"], strict=True)) == replayed
+    users = frames.load_users(movielens_dir)
+    assert list(users.columns) == ["user_id", "age", "gender", "occupation"]
+    assert len(users) == len(movielens.read_users(movielens_dir)) == 943
