@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
+from spark_jobs.common.config import get_config
 from spark_jobs.common.errors import RecsysError
 
 # Command modules, in the order `recsys --help` lists them.
@@ -38,6 +40,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Real-time content recommendation lakehouse (Kafka, Spark, Delta, MLflow).",
         epilog="Configuration: RECSYS_ENV=local|cluster, recsys.toml, RECSYS_* variables (see README).",
     )
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="show Spark's own output (Ivy, JVM warnings) instead of writing it to <lakehouse>/_logs",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module_name in COMMAND_MODULES:
         importlib.import_module(module_name).register(sub)
@@ -47,6 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.verbose:
+        # Through the config's own layering, so every Spark session of the command sees it.
+        os.environ["RECSYS_SPARK__QUIET"] = "false"
+        get_config.cache_clear()
     try:
         return int(args.handler(args) or 0)
     except RecsysError as err:

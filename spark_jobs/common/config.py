@@ -67,6 +67,10 @@ class SparkSettings:
     catalog: str = "embedded"
     ui_enabled: bool = True
     log_level: str = "WARN"
+    # Spark's own output (Ivy's resolution report, the JVM's WARN lines) goes to
+    # <lakehouse>/_logs/<app>.log instead of the console when Python starts Spark itself;
+    # `recsys --verbose` (or false here) shows it.
+    quiet: bool = True
     # Port of the local Spark Thrift server (JDBC/ODBC, `recsys stack up --sql`), on localhost only.
     sql_port: int = 10000
     # Streaming sinks (ingest, scorer) compact the tables they append to every N micro-batches,

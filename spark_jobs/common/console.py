@@ -29,8 +29,15 @@ def render_table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> st
     return "\n".join(out)
 
 
+# Where this process's Spark wrote its own output (set by ``common.spark`` when it started the JVM
+# quietly); every summary names it, so Ivy's report and the JVM's warnings stay one look away.
+spark_log: str | None = None
+
+
 def summary(title: str, rows: Sequence[tuple[str, object]], next_steps: Sequence[str] = ()) -> str:
     """The one-screen summary every long command ends with; returns the text it printed."""
+    if spark_log is not None:
+        rows = [*rows, ("Spark's log", spark_log)]
     text = [f"\n{title}", render_table(("what", "value"), rows)]
     if next_steps:
         text.append("next:")

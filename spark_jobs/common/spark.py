@@ -13,17 +13,20 @@ import dataclasses
 import os
 import shutil
 import sys
+import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from spark_jobs.common import names
+from spark_jobs.common import console, names
 from spark_jobs.common.config import Config
 from spark_jobs.common.delta import batch_compaction_conf
 from spark_jobs.common.errors import JavaNotFoundError, StackError
 from spark_jobs.sql.views import register_views
 from spark_jobs.stack.ports import accepts_connections
+from spark_jobs.stack.processes import tail_file
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -135,15 +138,62 @@ def build_session(
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     from pyspark.sql import SparkSession
 
-    builder = SparkSession.builder.appName(app_name or config.spark.app_name)
-    if config.spark.master:
-        builder = builder.master(config.spark.master)
-    for key, value in {**session_conf(config), **(extra_conf or {})}.items():
+    app = app_name or config.spark.app_name
+    conf = {
+        "spark.app.name": app,
+        **({"spark.master": config.spark.master} if config.spark.master else {}),
+        **session_conf(config),
+        **(extra_conf or {}),
+    }
+    if config.spark.quiet and config.spark.master and not submitted:
+        start_jvm_quietly(conf, spark_log_path(config, app))
+    builder = SparkSession.builder
+    for key, value in conf.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(config.spark.log_level)
     register_tables(spark, config)
     return spark
+
+
+def spark_log_path(config: Config, app: str) -> Path:
+    """Where a quiet driver's JVM writes its output: ``<lakehouse>/_logs/<app>.log`` for a local
+    lakehouse, else the temp folder (a remote root is no place for a driver's log)."""
+    root = config.lakehouse_root
+    folder = (
+        Path(root) / "_logs" if root and "://" not in root else Path(tempfile.gettempdir()) / "recsys-logs"
+    )
+    return folder / f"{app}.log"
+
+
+def start_jvm_quietly(conf: Mapping[str, str], log_path: Path) -> None:
+    """Start the driver's JVM with its stdout and stderr appended to ``log_path``.
+
+    pyspark starts the JVM (spark-submit) with the console as its output: Ivy's resolution report
+    and Spark's WARN lines would bury the command's own progress. The same ``--conf`` pairs the
+    session is built with reach it here; the session then attaches to this JVM. Nothing happens
+    when a JVM is already running (a second session in the same process, spark-submit).
+    """
+    from pyspark import SparkConf, SparkContext
+    from pyspark.java_gateway import launch_gateway
+
+    if SparkContext._gateway is not None:
+        return
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    spark_conf = SparkConf(loadDefaults=False).setAll(list(conf.items()))
+    with log_path.open("ab") as log:
+        log.write(f"--- {datetime.now(UTC).isoformat()} {conf.get('spark.app.name', '')}\n".encode())
+        log.flush()
+        try:
+            gateway = launch_gateway(spark_conf, popen_kwargs={"stdout": log, "stderr": log})
+        except Exception as err:  # pyspark's JAVA_GATEWAY_EXITED: the reason is in the log
+            raise StackError(
+                f"Spark did not start ({type(err).__name__}); "
+                f"last lines of {log_path}:\n{tail_file(log_path)}",
+                hint="fix the cause shown above; `recsys --verbose` shows Spark's output as it starts",
+            ) from None
+    SparkContext._ensure_initialized(gateway=gateway)
+    console.spark_log = str(log_path)
 
 
 def submitted_master() -> str:

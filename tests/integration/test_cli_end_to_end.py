@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -24,6 +25,10 @@ def _expected_kinds(n: int, bad: float, dup: float, seed: int = 42) -> tuple[int
     world = build_world(5, 5, seed, 0)
     kinds = [k for _, k in generate_records(world, n, 0, bad_fraction=bad, duplicate_fraction=dup, seed=seed)]
     return kinds.count(GOOD), n - kinds.count(GOOD) - kinds.count(DUPLICATE), kinds.count(DUPLICATE)
+
+
+# Ivy's resolution report and Spark's log4j lines: never on a command's console unless --verbose.
+SPARK_NOISE = re.compile(r"^(:: resolving dependencies|\d\d/\d\d/\d\d \d\d:\d\d:\d\d (WARN|INFO) )", re.M)
 
 
 def _recsys(args: list[str], env: dict[str, str], timeout: int = 600) -> subprocess.CompletedProcess[str]:
@@ -74,6 +79,11 @@ def test_produce_ingest_then_sql_from_new_processes(kafka: Config, tmp_path: Pat
     ingested = _recsys(["ingest", "--once"], env)
     assert ingested.returncode == 0, ingested.stderr
     assert "recsys.events_bronze" in ingested.stdout and "duplicates dropped" in ingested.stdout
+    # Quiet by default: Ivy's report and the JVM's log lines went to the log the summary names.
+    assert not SPARK_NOISE.search(ingested.stdout + ingested.stderr), ingested.stderr[-2000:]
+    log = tmp_path / "lakehouse" / "_logs" / "recsys-ingest.log"
+    assert re.search(rf"^Spark's log +\| {re.escape(str(log))} *$", ingested.stdout, re.M), ingested.stdout
+    assert SPARK_NOISE.search(log.read_text())
 
     counts = _recsys(
         [
@@ -119,6 +129,7 @@ def test_demo_runs_end_to_end_on_its_own_stack(tmp_path: Path) -> None:
     )
     result = _recsys(["demo", "--events", "1500"], env, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert not SPARK_NOISE.search(result.stdout + result.stderr), result.stderr[-3000:]
     summary = result.stdout.split("demo summary")[-1]
     rows = dict((part.strip() for part in line.split("|", 1)) for line in summary.splitlines() if "|" in line)
     assert rows["records produced"] == "1,500"
