@@ -9,11 +9,11 @@ import pytest
 
 from spark_jobs.common import names
 from spark_jobs.common.config import Config, FeatureSettings
-from spark_jobs.contract.events import silver_schema
 from spark_jobs.features import job
 from spark_jobs.features.sinks import update_features_batch
 from spark_jobs.ingest.tables import ensure_ingest_tables
 from spark_jobs.produce.catalog import items_df, upsert_table
+from tests.builders import silver_frame
 
 pytestmark = [pytest.mark.integration, pytest.mark.spark]
 
@@ -59,30 +59,8 @@ def _setup(spark, lakehouse: Config) -> Config:
     return config
 
 
-def _silver(spark, events: list[tuple]):
-    rows = [
-        (
-            f"{user}-{item}-{kind}-{at:%d%H}",
-            kind,
-            user,
-            item,
-            session,
-            at,
-            None,
-            None,
-            None,
-            None if device is None and country is None else (device, country, None, None),
-            1,
-            at.date(),
-            at,
-        )
-        for user, item, kind, at, session, device, country in events
-    ]
-    return spark.createDataFrame(rows, silver_schema())
-
-
 def _append(spark, config: Config, events: list[tuple]) -> None:
-    _silver(spark, events).write.format("delta").mode("append").save(config.table_path(names.EVENTS))
+    silver_frame(spark, events).write.format("delta").mode("append").save(config.table_path(names.EVENTS))
 
 
 def _rows(spark, config: Config, table: str, key: str) -> list[dict[str, object]]:
@@ -207,7 +185,7 @@ def test_features_fold_in_incrementally_late_events_included_replays_ignored(
     ]
 
     # The second batch (id 1) delivered again, as after a crash before the checkpoint commit.
-    replay = _silver(spark, SECOND).select(*job.SOURCE_COLUMNS)
+    replay = silver_frame(spark, SECOND).select(*job.SOURCE_COLUMNS)
     versions = {t: _version(spark, config, t) for t in (names.USER_FEATURES, names.ITEM_FEATURES)}
     update_features_batch(replay, 1, config=config, clock=lambda: U3)
     assert _rows(spark, config, names.USER_FEATURES, names.USER_ID) == users

@@ -23,6 +23,7 @@ from spark_jobs.features.transforms import (
     user_batch_features,
     with_categories,
 )
+from tests.builders import silver_event
 
 pytestmark = pytest.mark.spark
 
@@ -46,25 +47,6 @@ BATCH_SCHEMA = T.StructType(
 
 def _naive(moment: datetime) -> datetime:
     return moment.replace(tzinfo=None)
-
-
-def _event(user: str, item: str, kind: str, at: datetime, session=None, device=None, country=None) -> tuple:
-    context = None if device is None and country is None else (device, country, None, None)
-    return (
-        f"{user}-{item}-{kind}-{at:%d%H}",
-        kind,
-        user,
-        item,
-        session,
-        at,
-        None,
-        None,
-        None,
-        context,
-        1,
-        at.date(),
-        at,
-    )
 
 
 def _events(spark, rows: list[tuple]):
@@ -130,14 +112,14 @@ def test_events_in_window_counts_the_seven_days_ending_on_the_reference_day(spar
 
 
 def test_with_categories_leaves_unknown_items_empty(spark) -> None:
-    events = _events(spark, [_event("u1", "i1", "view", T0), _event("u1", "i9", "view", T0)])
+    events = _events(spark, [silver_event("u1", "i1", "view", T0), silver_event("u1", "i9", "view", T0)])
     items = spark.createDataFrame([("i1", ["drama", "comedy"]), ("i2", ["horror"])], ITEMS_SCHEMA)
     rows = with_categories(events, items).select("item_id", "categories").orderBy("item_id").collect()
     assert [tuple(r) for r in rows] == [("i1", ["drama", "comedy"]), ("i9", [])]
 
 
 def test_transforms_name_missing_columns(spark) -> None:
-    events = _events(spark, [_event("u1", "i1", "view", T0)])
+    events = _events(spark, [silver_event("u1", "i1", "view", T0)])
     items = spark.createDataFrame([("i1", ["drama"])], ITEMS_SCHEMA)
     with pytest.raises(DataFrameMissingColumnError, match="session_id"):
         user_batch_features(events.drop("session_id"), items, F.lit(T0), F.lit(UPDATED), SETTINGS)
@@ -150,12 +132,12 @@ def test_user_batch_features_exact_row(spark) -> None:
     events = _events(
         spark,
         [
-            _event("u1", "i1", "view", T0 - 2 * day, "s1", "mobile", "DE"),
-            _event("u1", "i2", "click", T0 - day, "s1"),
-            _event("u1", "i1", "like", T0, "s2", "desktop"),
-            _event("u1", "i3", "skip", T0 - hour, "s2", "tv", "FR"),
-            _event("u1", "i4", "view", T0 - 8 * day),  # outside the 7-day window; unknown item
-            _event("u2", "i2", "dislike", T0 - 2 * hour),
+            silver_event("u1", "i1", "view", T0 - 2 * day, "s1", "mobile", "DE"),
+            silver_event("u1", "i2", "click", T0 - day, "s1"),
+            silver_event("u1", "i1", "like", T0, "s2", "desktop"),
+            silver_event("u1", "i3", "skip", T0 - hour, "s2", "tv", "FR"),
+            silver_event("u1", "i4", "view", T0 - 8 * day),  # outside the 7-day window; unknown item
+            silver_event("u2", "i2", "dislike", T0 - 2 * hour),
         ],
     )
     items = spark.createDataFrame(
@@ -350,11 +332,11 @@ def test_item_batch_features_exact_row(spark) -> None:
     events = _events(
         spark,
         [
-            _event("u1", "i1", "view", T0),
-            _event("u2", "i1", "view", T0 - day),
-            _event("u1", "i1", "click", T0 - 2 * day),
-            _event("u3", "i1", "dislike", T0),
-            _event("u2", "i2", "click", T0 - day),
+            silver_event("u1", "i1", "view", T0),
+            silver_event("u2", "i1", "view", T0 - day),
+            silver_event("u1", "i1", "click", T0 - 2 * day),
+            silver_event("u3", "i1", "dislike", T0),
+            silver_event("u2", "i2", "click", T0 - day),
         ],
     )
     batch = item_batch_features(events, F.lit(T0), F.lit(UPDATED), SETTINGS)
