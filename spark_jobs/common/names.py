@@ -70,6 +70,10 @@ VALUE = "value"
 CONTEXT = "context"
 SCHEMA_VERSION = "schema_version"
 
+# Catalog columns (recsys.items): the item's display name and its categories, first = primary.
+TITLE = "title"
+CATEGORIES = "categories"
+
 # Columns added by the lakehouse.
 EVENT_DATE = "event_date"
 INGEST_TS = "ingest_ts"

@@ -41,7 +41,7 @@ CLICKS = "clicks"
 CTR = "ctr"
 
 # recsys.items
-CATEGORIES = "categories"
+CATEGORIES = names.CATEGORIES
 
 # Batch-only column: the sessions seen in one micro-batch (not stored).
 BATCH_SESSIONS = "_batch_sessions"

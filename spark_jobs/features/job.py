@@ -16,16 +16,17 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 
 from spark_jobs.common import names
+from spark_jobs.common.clock import Clock, utc_now
 from spark_jobs.common.config import Config
 from spark_jobs.features.columns import DECAY_TS, LAST_EVENT_TS, TRENDING
-from spark_jobs.features.sinks import BatchSink, Clock, ensure_feature_tables, feature_sink
+from spark_jobs.features.sinks import BatchSink, ensure_feature_tables, feature_sink
 from spark_jobs.features.transforms import decayed_as_of
 from spark_jobs.ingest.tables import ensure_ingest_tables
 
@@ -49,11 +50,6 @@ class FeatureCounts:
     newest_event_ts: datetime | None
 
 
-def wall_clock() -> datetime:
-    """The sink's default clock for ``updated_ts`` (UTC)."""
-    return datetime.now(UTC)
-
-
 def events_source(spark: SparkSession, config: Config) -> DataFrame:
     """Silver as a stream, watermarked on event time.
 
@@ -74,7 +70,7 @@ def start(
     config: Config,
     once: bool,
     sink: BatchSink | None = None,
-    clock: Clock = wall_clock,
+    clock: Clock = utc_now,
 ) -> StreamingQuery:
     """Start silver -> feature tables. ``once`` folds in what is there (availableNow) and stops."""
     ensure_ingest_tables(spark, config)
@@ -94,7 +90,7 @@ def run_once(
     spark: SparkSession,
     config: Config,
     on_progress: Callable[[str], None] | None = None,
-    clock: Clock = wall_clock,
+    clock: Clock = utc_now,
 ) -> FeatureCounts:
     """Fold every silver event not yet folded into the feature tables, and return their counts."""
     query = start(spark, config, once=True, clock=clock)

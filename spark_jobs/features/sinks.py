@@ -28,6 +28,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from spark_jobs.common import names
+from spark_jobs.common.clock import Clock
 from spark_jobs.common.config import Config
 from spark_jobs.common.delta import ensure_table, query_id
 from spark_jobs.features.columns import CATEGORIES, ITEM_FEATURES_SCHEMA, USER_FEATURES_SCHEMA
@@ -39,7 +40,6 @@ from spark_jobs.features.transforms import (
 )
 
 BatchSink = Callable[[DataFrame, int], None]
-Clock = Callable[[], datetime]
 
 TXN_APP_ID = "spark.databricks.delta.write.txnAppId"
 TXN_VERSION = "spark.databricks.delta.write.txnVersion"

@@ -1,6 +1,6 @@
 """Pacing of producers: a fixed rate, or event-time gaps compressed by a speed-up factor.
 
-Time is read through a ``Clock`` so tests can run a paced replay without sleeping: a fake
+Time is read through a ``PacingClock`` so tests can run a paced replay without sleeping: a fake
 clock whose ``sleep`` just advances ``monotonic``.
 """
 
@@ -16,7 +16,7 @@ T = TypeVar("T")
 MIN_SLEEP_S = 0.002
 
 
-class Clock(Protocol):
+class PacingClock(Protocol):
     """What pacing needs from time."""
 
     def monotonic(self) -> float: ...
@@ -34,7 +34,7 @@ class SystemClock:
         time.sleep(seconds)
 
 
-def pace_rate(items: Iterable[T], rate: float | None, clock: Clock | None = None) -> Iterator[T]:
+def pace_rate(items: Iterable[T], rate: float | None, clock: PacingClock | None = None) -> Iterator[T]:
     """Yield ``items`` at about ``rate`` per second (``None``: as fast as they come)."""
     if rate is None:
         yield from items
@@ -52,7 +52,7 @@ def pace_event_time(
     items: Iterable[T],
     event_ms: Callable[[T], int],
     speedup: float | None,
-    clock: Clock | None = None,
+    clock: PacingClock | None = None,
     origin_ms: int | None = None,
 ) -> Iterator[T]:
     """Yield ``items`` so that their event-time gaps, divided by ``speedup``, pass in real time.
@@ -77,7 +77,7 @@ def pace_event_time(
         yield item
 
 
-def _wait_until(clock: Clock, target: float) -> None:
+def _wait_until(clock: PacingClock, target: float) -> None:
     lead = target - clock.monotonic()
     if lead > MIN_SLEEP_S:
         clock.sleep(lead)

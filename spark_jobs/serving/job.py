@@ -30,9 +30,7 @@ import pickle
 import threading
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
@@ -40,6 +38,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 
 from spark_jobs.common import names
+from spark_jobs.common.clock import Clock, utc_now
 from spark_jobs.common.config import Config
 from spark_jobs.common.delta import compact_every, query_id, streaming_session
 from spark_jobs.common.errors import RecsysError
@@ -66,7 +65,6 @@ from spark_jobs.serving.user_state import (
 
 log = logging.getLogger(__name__)
 
-Clock = Callable[[], datetime]
 STATE_STORE_CONF = "spark.sql.streaming.stateStore.providerClass"
 ROCKSDB_PROVIDER = "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider"
 NO_DATA_BATCHES_CONF = "spark.sql.streaming.noDataMicroBatches.enabled"
@@ -77,11 +75,6 @@ CATALOG_COLUMNS = (names.ITEM_ID, "title", "categories", "length_s", "created_ts
 
 class ScorerInputError(RecsysError):
     """The lakehouse has nothing the scorer can serve from."""
-
-
-def utc_now() -> datetime:
-    """The batch's ``generated_at`` stamp (I/O layer only; transforms take it as an argument)."""
-    return datetime.now(UTC)
 
 
 @dataclass

@@ -24,7 +24,7 @@ from spark_jobs.training.candidates import TREND_HALF_LIFE_DAYS, CandidateSource
 from spark_jobs.training.columns import CATEGORIES, STRENGTH, TIMESTAMP
 from spark_jobs.training.interactions import WEIGHT, with_event_weight
 
-TITLE = "title"
+TITLE = names.TITLE
 LENGTH_S = "length_s"
 CREATED_TS = "created_ts"  # epoch seconds in the snapshot (NaN unknown)
 COUNTRY = "country"

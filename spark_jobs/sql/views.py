@@ -23,8 +23,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-TITLE = "title"
-CATEGORIES = "categories"
+TITLE = names.TITLE
+CATEGORIES = names.CATEGORIES
 
 
 def user_top_n_sql(database: str) -> str:

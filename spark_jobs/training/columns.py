@@ -21,9 +21,9 @@ LAST_TS = "last_ts"
 RANK = "rank"
 SCORE = "score"
 LABEL = "label"
-TITLE = "title"
+TITLE = names.TITLE
 GENRES = "genres"
-CATEGORIES = "categories"
+CATEGORIES = names.CATEGORIES
 
 DEFAULT_K = 10
 SEED = 42
