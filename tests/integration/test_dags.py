@@ -43,6 +43,7 @@ print(json.dumps({
                     "retries": t.retries,
                     "owner": t.owner,
                     "operator": type(t).__name__,
+                    "upstream": sorted(t.upstream_task_ids),
                     **{
                         k: getattr(t, k)
                         for k in (
@@ -232,6 +233,72 @@ def test_every_spark_step_is_submitted_in_the_spark_cluster_environment(airflow_
         assert (task["operator"], task["skip_on_exit_code"]) == ("RecsysSparkSubmitOperator", 99)
     # File housekeeping is no Spark step: it stays where Airflow runs.
     assert bag["dags"]["recsys_maintenance"]["tasks"]["clean_leftovers"]["operator"] == "BashOperator"
+
+
+BUNDLE = ROOT / "infra" / "databricks" / "databricks.yml"
+# The same values in each platform's template language (Airflow / Databricks).
+TEMPLATES = {
+    "{{ run_id }}": "RUN_ID",
+    "{{ (data_interval_end or logical_date or dag_run.run_after).isoformat() }}": "RUN_TIME",
+    "{{job.run_id}}": "RUN_ID",
+    "{{job.trigger.time.iso_datetime}}": "RUN_TIME",
+}
+# How a step says "skip what follows" differs by platform (Airflow: an exit code; Databricks: a
+# task value read by a condition task), so these flags are not part of what must agree.
+EXIT_FLAGS = ("--exit-on-kept", "--exit-on-drift", "--exit-on-clean")
+LOCAL_ONLY = {"clean_leftovers"}  # folders under a local lakehouse root: no Databricks step
+
+
+def _normalised(args: list[str]) -> list[str]:
+    out, skip = [], False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg in EXIT_FLAGS:
+            skip = True
+        else:
+            out.append(TEMPLATES.get(arg, arg))
+    return out
+
+
+def _bundle_graph(job: dict) -> dict[str, tuple[list[str] | None, set[str]]]:
+    """task -> (recsys arguments or None, upstream work tasks), condition tasks looked through."""
+    tasks = {t["task_key"]: t for t in job["tasks"]}
+
+    def upstream(key: str) -> set[str]:
+        found: set[str] = set()
+        for dep in tasks[key].get("depends_on", []):
+            parent = dep["task_key"]
+            found |= upstream(parent) if "condition_task" in tasks[parent] else {parent}
+        return found
+
+    return {
+        key: (
+            _normalised(task["python_wheel_task"]["parameters"]) if "python_wheel_task" in task else None,
+            upstream(key),
+        )
+        for key, task in tasks.items()
+        if "condition_task" not in task
+    }
+
+
+def test_the_databricks_bundle_runs_the_dags_steps_with_the_same_arguments_and_order(
+    airflow_env: dict[str, str],
+) -> None:
+    import yaml
+
+    bag = _dagbag({**airflow_env, "AIRFLOW_VAR_RECSYS_ENV": "spark_cluster"})
+    jobs = yaml.safe_load(BUNDLE.read_text(encoding="utf-8"))["resources"]["jobs"]
+    for dag_id in DAG_IDS:
+        dag = {
+            task_id: (
+                _normalised(task["application_args"]) if "application_args" in task else None,
+                set(task["upstream"]) - LOCAL_ONLY,
+            )
+            for task_id, task in bag["dags"][dag_id]["tasks"].items()
+            if task_id not in LOCAL_ONLY
+        }
+        assert _bundle_graph(jobs[dag_id]) == dag, dag_id
 
 
 def _lakehouse_env(airflow_env: dict[str, str], config: Config) -> dict[str, str]:
