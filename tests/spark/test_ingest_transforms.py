@@ -1,4 +1,4 @@
-"""Ingest transforms on inline rows: exact outputs, not counts."""
+"""Ingest transforms on inline rows: whole output frames, schemas included, not counts."""
 
 from __future__ import annotations
 
@@ -7,9 +7,11 @@ from datetime import UTC, date, datetime
 
 import pytest
 from pyspark.sql import functions as F
+from pyspark.testing import assertDataFrameEqual
 
 from spark_jobs.common.errors import DataFrameMissingColumnError
-from spark_jobs.contract.events import Limits
+from spark_jobs.contract.events import Limits, silver_schema
+from spark_jobs.ingest.tables import BRONZE_SCHEMA, QUARANTINE_SCHEMA
 from spark_jobs.ingest.transforms import to_bronze, to_quarantine, to_silver
 from spark_jobs.ingest.validate import validate_records
 
@@ -51,8 +53,7 @@ def test_to_bronze_keeps_raw_text_and_coordinates(spark) -> None:
         ],
         "key binary, value binary, topic string, partition int, offset long, timestamp timestamp",
     )
-    rows = [r.asDict() for r in to_bronze(kafka, F.lit(INGEST)).orderBy("partition").collect()]
-    assert rows == [
+    expected = [
         {
             "key": "u1",
             "value": '{"a":1}',
@@ -72,6 +73,7 @@ def test_to_bronze_keeps_raw_text_and_coordinates(spark) -> None:
             "ingest_ts": INGEST.replace(tzinfo=None),
         },
     ]
+    assertDataFrameEqual(to_bronze(kafka, F.lit(INGEST)), spark.createDataFrame(expected, BRONZE_SCHEMA))
 
 
 def test_to_bronze_names_missing_columns(spark) -> None:
@@ -90,7 +92,6 @@ def test_silver_keeps_first_copy_and_types_fields(spark) -> None:
         ],
     )
     validated = validate_records(bronze, Limits())
-    silver = [r.asDict(recursive=True) for r in to_silver(validated).orderBy("event_id").collect()]
     base = {
         "user_id": "u1",
         "item_id": "i9",
@@ -100,7 +101,7 @@ def test_silver_keeps_first_copy_and_types_fields(spark) -> None:
         "event_date": date(2026, 3, 1),
         "ingest_ts": INGEST.replace(tzinfo=None),
     }
-    assert silver == [
+    expected = [
         {
             **base,
             "event_id": E1,
@@ -120,12 +121,12 @@ def test_silver_keeps_first_copy_and_types_fields(spark) -> None:
             "context": None,
         },
     ]
+    assertDataFrameEqual(to_silver(validated), spark.createDataFrame(expected, silver_schema()))
 
 
 def test_quarantine_has_reason_raw_value_and_coordinates(spark) -> None:
     bronze = _bronze(spark, [(_event(E1), 0, 1), ('{"event_id": 5}', 1, 3)])
-    rows = [r.asDict() for r in to_quarantine(validate_records(bronze, Limits())).collect()]
-    assert rows == [
+    expected = [
         {
             "value": '{"event_id": 5}',
             "reason": "wrong_type:event_id; missing_field:event_type; missing_field:user_id; "
@@ -138,3 +139,5 @@ def test_quarantine_has_reason_raw_value_and_coordinates(spark) -> None:
             "ingest_ts": INGEST.replace(tzinfo=None),
         }
     ]
+    quarantined = to_quarantine(validate_records(bronze, Limits()))
+    assertDataFrameEqual(quarantined, spark.createDataFrame(expected, QUARANTINE_SCHEMA))
