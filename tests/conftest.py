@@ -53,9 +53,11 @@ def config(lakehouse_root: Path) -> Config:
 @pytest.fixture(scope="session")
 def spark(config: Config):
     """The one SparkSession of the test run (Delta + Kafka connector, embedded catalog)."""
+    from spark_jobs.common import console
     from spark_jobs.common.spark import build_session
 
     session = build_session(config, app_name="recsys-tests")
+    console.spark_log = None  # commands called in-process print their own summaries, not this log
     yield session
     session.stop()
 

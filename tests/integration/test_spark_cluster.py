@@ -189,9 +189,16 @@ def test_train_runs_on_the_workers_executors(cluster: LocalSparkCluster, tmp_pat
         assert executor["completedTasks"] > 0, executor
         assert executor["failedTasks"] == 0, executor
     # The master saw the application through to the end, on our two workers.
-    state = cluster.state()
-    assert state is not None
-    assert {app["id"]: app["state"] for app in state["completedapps"]}[result["app"]] == "FINISHED"
+    # (The master hears of the driver's exit a moment after the process ends: wait for it.)
+    deadline = time.monotonic() + 60
+    while True:
+        state = cluster.state()
+        assert state is not None
+        completed = {app["id"]: app["state"] for app in state["completedapps"]}
+        if result["app"] in completed or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert completed.get(result["app"]) == "FINISHED", state["completedapps"]
     assert cluster.alive_workers(state) == ["worker-1", "worker-2"]
     # The model really went into the registry of this lakehouse.
     import mlflow
